@@ -1,0 +1,71 @@
+//! Shared state of a running broker, handed to every request handler.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::BrokerConfig;
+use crate::metadata::MetadataStore;
+use crate::metrics::Metrics;
+use crate::replica::ReplicaManager;
+
+pub struct Broker {
+    pub node_id: i32,
+    pub cluster_id: String,
+    pub config: BrokerConfig,
+    pub metadata: Arc<dyn MetadataStore>,
+    pub replicas: Arc<ReplicaManager>,
+    pub metrics: Arc<Metrics>,
+    /// Cancelled on SIGTERM: stop accepting, finish in-flight work, flush, exit.
+    pub shutdown: CancellationToken,
+    ready: AtomicBool,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("node_id", &self.node_id)
+            .field("cluster_id", &self.cluster_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    pub fn new(
+        config: BrokerConfig,
+        cluster_id: String,
+        metadata: Arc<dyn MetadataStore>,
+        replicas: Arc<ReplicaManager>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            node_id: config.node_id,
+            cluster_id,
+            config,
+            metadata,
+            replicas,
+            metrics,
+            shutdown: CancellationToken::new(),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Ready once listeners are bound and this broker is registered; false again while
+    /// shutting down.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && !self.shutdown.is_cancelled()
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

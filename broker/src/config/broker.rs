@@ -1,0 +1,407 @@
+//! Static broker configuration: built-in defaults, overridden by a properties file, then
+//! `SLUICE_*` environment variables, then `--override key=value`, then dedicated flags.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::defs::{self, BROKER_ALIASES, ConfigDef};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    File {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not a valid properties file: {reason}")]
+    Parse { path: String, reason: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Where a setting's effective value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Default,
+    Static,
+}
+
+/// Settings explicitly given at startup, by canonical name.
+#[derive(Debug, Clone, Default)]
+pub struct StaticConfig {
+    values: BTreeMap<String, String>,
+}
+
+impl StaticConfig {
+    /// The effective value: explicitly set, else the built-in default (`None` = null).
+    pub fn get(&self, name: &str) -> (Option<String>, Origin) {
+        match self.values.get(name) {
+            Some(v) => (Some(v.clone()), Origin::Static),
+            None => (
+                defs::broker_def(name).and_then(|d| d.default.map(str::to_string)),
+                Origin::Default,
+            ),
+        }
+    }
+
+    pub fn explicit(&self) -> &BTreeMap<String, String> {
+        &self.values
+    }
+
+    fn str(&self, name: &str) -> Option<String> {
+        self.get(name).0
+    }
+
+    fn int<T: std::str::FromStr>(&self, name: &str) -> Result<T, ConfigError> {
+        let raw = self.str(name).unwrap_or_default();
+        raw.trim()
+            .parse()
+            .map_err(|_| ConfigError::Invalid(format!("{name}={raw} is not a valid number")))
+    }
+
+    fn bool(&self, name: &str) -> bool {
+        self.str(name)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    }
+}
+
+/// One `NAME://host:port` entry of `listeners` / `advertised.listeners`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Listener {
+    pub fn parse(s: &str) -> Result<Self, ConfigError> {
+        let bad = |why: &str| ConfigError::Invalid(format!("listener '{s}': {why}"));
+        let (name, rest) = s
+            .split_once("://")
+            .ok_or_else(|| bad("expected NAME://host:port"))?;
+        let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad("missing port"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port: u16 = port.parse().map_err(|_| bad("invalid port"))?;
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(bad("invalid listener name"));
+        }
+        Ok(Self {
+            name: name.to_ascii_uppercase(),
+            host: host.to_string(),
+            port,
+        })
+    }
+
+    pub fn bind_addr(&self) -> String {
+        let host = if self.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            &self.host
+        };
+        if host.contains(':') {
+            format!("[{host}]:{}", self.port)
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+fn parse_listeners(raw: &str) -> Result<Vec<Listener>, ConfigError> {
+    let listeners: Vec<Listener> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(Listener::parse)
+        .collect::<Result<_, _>>()?;
+    let mut names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    if names.len() != listeners.len() {
+        return Err(ConfigError::Invalid(format!(
+            "listener names must be unique: {raw}"
+        )));
+    }
+    Ok(listeners)
+}
+
+/// The machine's hostname, advertised for wildcard listeners (as Kafka does).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Typed view of the static settings the broker process itself needs.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    pub listeners: Vec<Listener>,
+    pub advertised_listeners: Vec<Listener>,
+    pub log_dirs: Vec<PathBuf>,
+    pub http_listener: SocketAddr,
+    pub rack: Option<String>,
+    pub num_partitions: i32,
+    pub default_replication_factor: i16,
+    pub auto_create_topics_enable: bool,
+    pub delete_topic_enable: bool,
+    pub socket_request_max_bytes: usize,
+    pub connections_max_idle_ms: u64,
+    pub max_connections: usize,
+    pub shutdown_timeout_ms: u64,
+    pub log_retention_check_interval_ms: u64,
+    pub log_flush_scheduler_interval_ms: u64,
+    pub log_flush_offset_checkpoint_interval_ms: u64,
+    pub num_recovery_threads_per_data_dir: usize,
+    pub statics: StaticConfig,
+    /// Problems worth a log line but not a refusal to start (unknown keys).
+    pub warnings: Vec<String>,
+}
+
+/// Inputs to [`BrokerConfig::load`], in increasing precedence.
+#[derive(Debug, Default, Clone)]
+pub struct ConfigSources {
+    pub file: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
+    pub overrides: Vec<(String, String)>,
+}
+
+/// `SLUICE_LOG_RETENTION_MS` for `log.retention.ms`.
+pub fn env_name(config_name: &str) -> String {
+    format!(
+        "SLUICE_{}",
+        config_name.replace('.', "_").to_ascii_uppercase()
+    )
+}
+
+fn canonical(name: &str) -> &str {
+    BROKER_ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == name)
+        .map(|(_, c)| *c)
+        .unwrap_or(name)
+}
+
+impl BrokerConfig {
+    pub fn load(sources: &ConfigSources) -> Result<Self, ConfigError> {
+        let mut values = BTreeMap::new();
+        let mut warnings = Vec::new();
+        let mut set = |name: &str, value: String, from: &str, warnings: &mut Vec<String>| {
+            let name = canonical(name.trim());
+            match defs::broker_def(name) {
+                Some(def) => {
+                    defs::validate(def, &value)
+                        .map_err(|e| ConfigError::Invalid(format!("{e} (from {from})")))?;
+                    values.insert(name.to_string(), value.trim().to_string());
+                }
+                None => warnings.push(format!("ignoring unknown setting '{name}' from {from}")),
+            }
+            Ok::<(), ConfigError>(())
+        };
+        if let Some(path) = &sources.file {
+            let file = std::fs::File::open(path).map_err(|source| ConfigError::File {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let props = java_properties::read(std::io::BufReader::new(file)).map_err(|e| {
+                ConfigError::Parse {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                }
+            })?;
+            let from = format!("config file {}", path.display());
+            for (k, v) in props {
+                set(&k, v, &from, &mut warnings)?;
+            }
+        }
+        for (k, v) in &sources.env {
+            let known = defs::BROKER_CONFIGS
+                .iter()
+                .map(|d| d.name)
+                .chain(BROKER_ALIASES.iter().map(|(a, _)| *a))
+                .find(|n| env_name(n) == *k);
+            if let Some(name) = known {
+                set(
+                    name,
+                    v.clone(),
+                    &format!("environment variable {k}"),
+                    &mut warnings,
+                )?;
+            }
+        }
+        for (k, v) in &sources.overrides {
+            set(k, v.clone(), "--override", &mut warnings)?;
+        }
+        let statics = StaticConfig { values };
+        Self::from_statics(statics, warnings)
+    }
+
+    fn from_statics(statics: StaticConfig, warnings: Vec<String>) -> Result<Self, ConfigError> {
+        let listeners = parse_listeners(&statics.str("listeners").unwrap_or_default())?;
+        if listeners.is_empty() {
+            return Err(ConfigError::Invalid(
+                "listeners must name at least one listener".into(),
+            ));
+        }
+        for l in &listeners {
+            if l.name != "PLAINTEXT" {
+                return Err(ConfigError::Invalid(format!(
+                    "listener {}: only PLAINTEXT listeners are supported by this Sluice version",
+                    l.name
+                )));
+            }
+        }
+        let advertised_listeners = match statics.str("advertised.listeners") {
+            Some(raw) if !raw.trim().is_empty() => {
+                let adv = parse_listeners(&raw)?;
+                for a in &adv {
+                    if !listeners.iter().any(|l| l.name == a.name) {
+                        return Err(ConfigError::Invalid(format!(
+                            "advertised listener {} has no matching entry in listeners",
+                            a.name
+                        )));
+                    }
+                }
+                adv
+            }
+            _ => listeners
+                .iter()
+                .map(|l| Listener {
+                    name: l.name.clone(),
+                    host: if l.host.is_empty() || l.host == "0.0.0.0" || l.host == "::" {
+                        hostname()
+                    } else {
+                        l.host.clone()
+                    },
+                    port: l.port,
+                })
+                .collect(),
+        };
+        let log_dirs: Vec<PathBuf> = statics
+            .str("log.dirs")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .collect();
+        if log_dirs.is_empty() {
+            return Err(ConfigError::Invalid(
+                "log.dirs must name at least one directory".into(),
+            ));
+        }
+        let http_raw = statics.str("http.listener").unwrap_or_default();
+        let http_listener: SocketAddr = http_raw.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "http.listener={http_raw} is not a host:port address"
+            ))
+        })?;
+        Ok(Self {
+            node_id: statics.int("node.id")?,
+            listeners,
+            advertised_listeners,
+            log_dirs,
+            http_listener,
+            rack: statics.str("broker.rack").filter(|r| !r.is_empty()),
+            num_partitions: statics.int("num.partitions")?,
+            default_replication_factor: statics.int("default.replication.factor")?,
+            auto_create_topics_enable: statics.bool("auto.create.topics.enable"),
+            delete_topic_enable: statics.bool("delete.topic.enable"),
+            socket_request_max_bytes: statics.int("socket.request.max.bytes")?,
+            connections_max_idle_ms: statics.int("connections.max.idle.ms")?,
+            max_connections: statics.int("max.connections")?,
+            shutdown_timeout_ms: statics.int("shutdown.timeout.ms")?,
+            log_retention_check_interval_ms: statics.int("log.retention.check.interval.ms")?,
+            log_flush_scheduler_interval_ms: statics.int("log.flush.scheduler.interval.ms")?,
+            log_flush_offset_checkpoint_interval_ms: statics
+                .int("log.flush.offset.checkpoint.interval.ms")?,
+            num_recovery_threads_per_data_dir: statics.int("num.recovery.threads.per.data.dir")?,
+            statics,
+            warnings,
+        })
+    }
+
+    /// Sets a value after load (tests, and the broker for ephemeral ports).
+    pub fn with(mut self, name: &str, value: &str) -> Result<Self, ConfigError> {
+        let def: &ConfigDef = defs::broker_def(name)
+            .ok_or_else(|| ConfigError::Invalid(format!("unknown setting {name}")))?;
+        defs::validate(def, value).map_err(ConfigError::Invalid)?;
+        self.statics
+            .values
+            .insert(name.to_string(), value.to_string());
+        let warnings = std::mem::take(&mut self.warnings);
+        Self::from_statics(self.statics, warnings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_file_env_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("server.properties");
+        std::fs::write(
+            &file,
+            "# comment\nbroker.id=7\nnum.partitions=3\nlog.retention.hours=24\nbogus.key=1\n",
+        )
+        .unwrap();
+        let cfg = BrokerConfig::load(&ConfigSources {
+            file: Some(file),
+            env: vec![
+                ("SLUICE_NUM_PARTITIONS".into(), "4".into()),
+                ("SLUICE_UNRELATED".into(), "x".into()),
+            ],
+            overrides: vec![("listeners".into(), "PLAINTEXT://127.0.0.1:0".into())],
+        })
+        .unwrap();
+        assert_eq!(cfg.node_id, 7);
+        assert_eq!(cfg.num_partitions, 4);
+        assert_eq!(cfg.listeners[0].port, 0);
+        assert_eq!(cfg.advertised_listeners[0].host, "127.0.0.1");
+        assert_eq!(cfg.warnings.len(), 1);
+        assert_eq!(
+            cfg.statics.get("log.retention.hours"),
+            (Some("24".into()), Origin::Static)
+        );
+        assert_eq!(
+            cfg.statics.get("log.segment.bytes"),
+            (Some("1073741824".into()), Origin::Default)
+        );
+    }
+
+    #[test]
+    fn rejects_invalid_values_with_source() {
+        let err = BrokerConfig::load(&ConfigSources {
+            overrides: vec![("num.partitions".into(), "zero".into())],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("num.partitions"), "{err}");
+        assert!(err.to_string().contains("--override"), "{err}");
+        let err = BrokerConfig::load(&ConfigSources {
+            overrides: vec![("listeners".into(), "SSL://:9093".into())],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("PLAINTEXT"), "{err}");
+    }
+
+    #[test]
+    fn listener_parsing() {
+        let l = Listener::parse("PLAINTEXT://[::1]:9092").unwrap();
+        assert_eq!((l.host.as_str(), l.port), ("::1", 9092));
+        assert_eq!(l.bind_addr(), "[::1]:9092");
+        assert_eq!(
+            Listener::parse("plaintext://:1").unwrap().bind_addr(),
+            "0.0.0.0:1"
+        );
+        assert!(Listener::parse("localhost:9092").is_err());
+        assert!(Listener::parse("PLAINTEXT://h:99999").is_err());
+    }
+}

@@ -1,0 +1,657 @@
+//! Every setting Sluice understands, under its Kafka name. This one table drives parsing
+//! and validation, DescribeConfigs answers, and `docs/configuration.md`.
+
+/// Kafka's config types, as DescribeConfigs v3+ reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    Boolean,
+    String,
+    Int,
+    Long,
+    List,
+    Password,
+}
+
+impl ConfigType {
+    /// The `config_type` code of DescribeConfigs responses.
+    pub fn code(self) -> i8 {
+        match self {
+            ConfigType::Boolean => 1,
+            ConfigType::String => 2,
+            ConfigType::Int => 3,
+            ConfigType::Long => 5,
+            ConfigType::List => 7,
+            ConfigType::Password => 9,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ConfigType::Boolean => "boolean",
+            ConfigType::String => "string",
+            ConfigType::Int => "int",
+            ConfigType::Long => "long",
+            ConfigType::List => "list",
+            ConfigType::Password => "password",
+        }
+    }
+}
+
+/// Extra constraints on a value beyond its type.
+#[derive(Debug, Clone, Copy)]
+pub enum Validator {
+    None,
+    AtLeast(i64),
+    /// One of these strings (case-sensitive, as in Kafka).
+    OneOf(&'static [&'static str]),
+    /// A list whose items are all from this set.
+    ListOf(&'static [&'static str]),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigDef {
+    pub name: &'static str,
+    pub ty: ConfigType,
+    /// `None` is Kafka's `null`.
+    pub default: Option<&'static str>,
+    pub validator: Validator,
+    /// Can be changed at runtime with AlterConfigs on the broker (cluster-wide or per
+    /// broker) without a restart.
+    pub dynamic: bool,
+    pub doc: &'static str,
+}
+
+const LONG_MAX: &str = "9223372036854775807";
+
+const fn def(
+    name: &'static str,
+    ty: ConfigType,
+    default: Option<&'static str>,
+    validator: Validator,
+    doc: &'static str,
+) -> ConfigDef {
+    ConfigDef {
+        name,
+        ty,
+        default,
+        validator,
+        dynamic: false,
+        doc,
+    }
+}
+
+const fn dynamic(d: ConfigDef) -> ConfigDef {
+    ConfigDef { dynamic: true, ..d }
+}
+
+use ConfigType as T;
+
+/// Broker settings. Those a topic setting falls back to are dynamic, as in Kafka.
+pub const BROKER_CONFIGS: &[ConfigDef] = &[
+    def(
+        "node.id",
+        T::Int,
+        Some("0"),
+        Validator::AtLeast(0),
+        "Id of this broker in the cluster. `broker.id` is accepted as a synonym.",
+    ),
+    def(
+        "listeners",
+        T::List,
+        Some("PLAINTEXT://:9092"),
+        Validator::None,
+        "Kafka listeners as `NAME://host:port`, comma separated. An empty host binds every interface; port 0 picks a free port.",
+    ),
+    def(
+        "advertised.listeners",
+        T::List,
+        None,
+        Validator::None,
+        "Addresses given to clients in Metadata responses, per listener name. Defaults to `listeners`, with the machine's hostname for an empty or wildcard host.",
+    ),
+    def(
+        "log.dirs",
+        T::List,
+        Some("sluice-data"),
+        Validator::None,
+        "Directories holding partition logs; new partitions go to the directory with the fewest. `log.dir` is accepted as a synonym.",
+    ),
+    def(
+        "http.listener",
+        T::String,
+        Some("0.0.0.0:9644"),
+        Validator::None,
+        "Address of the HTTP server for `/metrics`, `/healthz` and `/readyz`. Port 0 picks a free port.",
+    ),
+    def(
+        "broker.rack",
+        T::String,
+        None,
+        Validator::None,
+        "Rack (availability zone) of this broker, reported in Metadata.",
+    ),
+    def(
+        "num.partitions",
+        T::Int,
+        Some("1"),
+        Validator::AtLeast(1),
+        "Partitions of topics created without an explicit count (auto-created, or CreateTopics with -1).",
+    ),
+    def(
+        "default.replication.factor",
+        T::Int,
+        Some("1"),
+        Validator::AtLeast(1),
+        "Replication factor of topics created without an explicit one.",
+    ),
+    def(
+        "auto.create.topics.enable",
+        T::Boolean,
+        Some("true"),
+        Validator::None,
+        "Create a topic when a client asks Metadata for a topic that does not exist (and the client allows it).",
+    ),
+    def(
+        "delete.topic.enable",
+        T::Boolean,
+        Some("true"),
+        Validator::None,
+        "Allow DeleteTopics. When false, DeleteTopics fails with TOPIC_DELETION_DISABLED.",
+    ),
+    def(
+        "socket.request.max.bytes",
+        T::Int,
+        Some("104857600"),
+        Validator::AtLeast(1024),
+        "Largest request frame accepted; a larger size prefix closes the connection.",
+    ),
+    def(
+        "connections.max.idle.ms",
+        T::Long,
+        Some("600000"),
+        Validator::AtLeast(1),
+        "Close connections that sent nothing for this long.",
+    ),
+    def(
+        "max.connections",
+        T::Int,
+        Some("2147483647"),
+        Validator::AtLeast(1),
+        "Most client connections open at once; further connections are closed on accept.",
+    ),
+    def(
+        "shutdown.timeout.ms",
+        T::Long,
+        Some("30000"),
+        Validator::AtLeast(0),
+        "On SIGTERM, how long in-flight requests may take to finish before logs are flushed and the broker exits.",
+    ),
+    def(
+        "log.retention.check.interval.ms",
+        T::Long,
+        Some("300000"),
+        Validator::AtLeast(1),
+        "How often retention (`retention.ms`, `retention.bytes`) is applied.",
+    ),
+    def(
+        "log.flush.scheduler.interval.ms",
+        T::Long,
+        Some("1000"),
+        Validator::AtLeast(1),
+        "How often the flusher checks `flush.ms` and fsyncs freshly rolled segments.",
+    ),
+    def(
+        "log.flush.offset.checkpoint.interval.ms",
+        T::Long,
+        Some("60000"),
+        Validator::AtLeast(1),
+        "How often recovery points, log start offsets and high watermarks are checkpointed.",
+    ),
+    def(
+        "num.recovery.threads.per.data.dir",
+        T::Int,
+        Some("2"),
+        Validator::AtLeast(1),
+        "Threads per log directory that open and recover partitions at startup.",
+    ),
+    def(
+        "log.retention.hours",
+        T::Int,
+        Some("168"),
+        Validator::None,
+        "Default `retention.ms` in hours, used when neither `log.retention.ms` nor `log.retention.minutes` is set.",
+    ),
+    def(
+        "log.retention.minutes",
+        T::Int,
+        None,
+        Validator::None,
+        "Default `retention.ms` in minutes, used when `log.retention.ms` is not set.",
+    ),
+    def(
+        "log.roll.hours",
+        T::Int,
+        Some("168"),
+        Validator::AtLeast(1),
+        "Default `segment.ms` in hours, used when `log.roll.ms` is not set.",
+    ),
+    def(
+        "log.roll.jitter.hours",
+        T::Int,
+        Some("0"),
+        Validator::AtLeast(0),
+        "Default `segment.jitter.ms` in hours, used when `log.roll.jitter.ms` is not set.",
+    ),
+    // Broker-wide defaults of topic settings.
+    dynamic(def(
+        "log.cleanup.policy",
+        T::List,
+        Some("delete"),
+        Validator::ListOf(&["delete"]),
+        "Default `cleanup.policy`.",
+    )),
+    dynamic(def(
+        "compression.type",
+        T::String,
+        Some("producer"),
+        Validator::OneOf(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]),
+        "Default `compression.type`.",
+    )),
+    dynamic(def(
+        "log.flush.interval.messages",
+        T::Long,
+        Some(LONG_MAX),
+        Validator::AtLeast(1),
+        "Default `flush.messages`.",
+    )),
+    dynamic(def(
+        "log.flush.interval.ms",
+        T::Long,
+        None,
+        Validator::AtLeast(0),
+        "Default `flush.ms` (null: never flush by time).",
+    )),
+    dynamic(def(
+        "log.index.interval.bytes",
+        T::Int,
+        Some("4096"),
+        Validator::AtLeast(0),
+        "Default `index.interval.bytes`.",
+    )),
+    dynamic(def(
+        "message.max.bytes",
+        T::Int,
+        Some("1048588"),
+        Validator::AtLeast(0),
+        "Default `max.message.bytes`.",
+    )),
+    dynamic(def(
+        "log.message.timestamp.type",
+        T::String,
+        Some("CreateTime"),
+        Validator::OneOf(&["CreateTime", "LogAppendTime"]),
+        "Default `message.timestamp.type`.",
+    )),
+    dynamic(def(
+        "log.message.timestamp.before.max.ms",
+        T::Long,
+        Some(LONG_MAX),
+        Validator::AtLeast(0),
+        "Default `message.timestamp.before.max.ms`.",
+    )),
+    dynamic(def(
+        "log.message.timestamp.after.max.ms",
+        T::Long,
+        Some("3600000"),
+        Validator::AtLeast(0),
+        "Default `message.timestamp.after.max.ms`.",
+    )),
+    dynamic(def(
+        "min.insync.replicas",
+        T::Int,
+        Some("1"),
+        Validator::AtLeast(1),
+        "Default `min.insync.replicas`.",
+    )),
+    dynamic(def(
+        "log.retention.bytes",
+        T::Long,
+        Some("-1"),
+        Validator::None,
+        "Default `retention.bytes`.",
+    )),
+    dynamic(def(
+        "log.retention.ms",
+        T::Long,
+        None,
+        Validator::None,
+        "Default `retention.ms` (null: from `log.retention.minutes` or `log.retention.hours`).",
+    )),
+    dynamic(def(
+        "log.segment.bytes",
+        T::Int,
+        Some("1073741824"),
+        Validator::AtLeast(1_048_576),
+        "Default `segment.bytes`.",
+    )),
+    dynamic(def(
+        "log.index.size.max.bytes",
+        T::Int,
+        Some("10485760"),
+        Validator::AtLeast(8),
+        "Default `segment.index.bytes`.",
+    )),
+    dynamic(def(
+        "log.roll.jitter.ms",
+        T::Long,
+        None,
+        Validator::AtLeast(0),
+        "Default `segment.jitter.ms` (null: from `log.roll.jitter.hours`).",
+    )),
+    dynamic(def(
+        "log.roll.ms",
+        T::Long,
+        None,
+        Validator::AtLeast(1),
+        "Default `segment.ms` (null: from `log.roll.hours`).",
+    )),
+];
+
+/// Synonyms accepted for broker settings: (alias, canonical name).
+pub const BROKER_ALIASES: &[(&str, &str)] = &[("broker.id", "node.id"), ("log.dir", "log.dirs")];
+
+/// A topic-level setting and the broker setting it defaults to.
+#[derive(Debug, Clone, Copy)]
+pub struct TopicConfigDef {
+    pub def: ConfigDef,
+    pub broker_synonym: &'static str,
+}
+
+const fn topic(
+    name: &'static str,
+    ty: ConfigType,
+    validator: Validator,
+    broker_synonym: &'static str,
+    doc: &'static str,
+) -> TopicConfigDef {
+    TopicConfigDef {
+        def: ConfigDef {
+            name,
+            ty,
+            default: None,
+            validator,
+            dynamic: true,
+            doc,
+        },
+        broker_synonym,
+    }
+}
+
+/// Topic settings. Defaults come from the broker synonym.
+pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
+    topic(
+        "cleanup.policy",
+        T::List,
+        Validator::ListOf(&["delete"]),
+        "log.cleanup.policy",
+        "`delete` removes whole segments by `retention.ms` / `retention.bytes`. `compact` is not available yet and is refused.",
+    ),
+    topic(
+        "compression.type",
+        T::String,
+        Validator::OneOf(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]),
+        "compression.type",
+        "`producer` stores batches as the client compressed them; any other codec makes the broker recompress batches that use a different one.",
+    ),
+    topic(
+        "flush.messages",
+        T::Long,
+        Validator::AtLeast(1),
+        "log.flush.interval.messages",
+        "fsync the partition after this many messages; the produce response waits for it.",
+    ),
+    topic(
+        "flush.ms",
+        T::Long,
+        Validator::AtLeast(0),
+        "log.flush.interval.ms",
+        "fsync the partition when its oldest unflushed message is this old.",
+    ),
+    topic(
+        "index.interval.bytes",
+        T::Int,
+        Validator::AtLeast(0),
+        "log.index.interval.bytes",
+        "Bytes between offset index entries.",
+    ),
+    topic(
+        "max.message.bytes",
+        T::Int,
+        Validator::AtLeast(0),
+        "message.max.bytes",
+        "Largest record batch accepted (after compression).",
+    ),
+    topic(
+        "message.timestamp.type",
+        T::String,
+        Validator::OneOf(&["CreateTime", "LogAppendTime"]),
+        "log.message.timestamp.type",
+        "`CreateTime` keeps the producer's timestamps; `LogAppendTime` stamps batches with the broker's clock.",
+    ),
+    topic(
+        "message.timestamp.before.max.ms",
+        T::Long,
+        Validator::AtLeast(0),
+        "log.message.timestamp.before.max.ms",
+        "With CreateTime, reject batches whose first timestamp is further in the past than this.",
+    ),
+    topic(
+        "message.timestamp.after.max.ms",
+        T::Long,
+        Validator::AtLeast(0),
+        "log.message.timestamp.after.max.ms",
+        "With CreateTime, reject batches whose max timestamp is further in the future than this.",
+    ),
+    topic(
+        "min.insync.replicas",
+        T::Int,
+        Validator::AtLeast(1),
+        "min.insync.replicas",
+        "With acks=all, fail produce with NOT_ENOUGH_REPLICAS when fewer replicas are in sync.",
+    ),
+    topic(
+        "retention.bytes",
+        T::Long,
+        Validator::None,
+        "log.retention.bytes",
+        "Delete the oldest segments while the partition is larger than this; -1 for no limit.",
+    ),
+    topic(
+        "retention.ms",
+        T::Long,
+        Validator::AtLeast(-1),
+        "log.retention.ms",
+        "Delete segments whose newest record is older than this; -1 for no limit.",
+    ),
+    topic(
+        "segment.bytes",
+        T::Int,
+        Validator::AtLeast(1_048_576),
+        "log.segment.bytes",
+        "Roll to a new segment when the active one would grow beyond this.",
+    ),
+    topic(
+        "segment.index.bytes",
+        T::Int,
+        Validator::AtLeast(8),
+        "log.index.size.max.bytes",
+        "Roll when the offset index of the active segment would exceed this size.",
+    ),
+    topic(
+        "segment.jitter.ms",
+        T::Long,
+        Validator::AtLeast(0),
+        "log.roll.jitter.ms",
+        "Subtracted from `segment.ms` so that segments of many partitions do not roll at once.",
+    ),
+    topic(
+        "segment.ms",
+        T::Long,
+        Validator::AtLeast(1),
+        "log.roll.ms",
+        "Roll to a new segment when the active one's first batch is older than this.",
+    ),
+];
+
+pub fn broker_def(name: &str) -> Option<&'static ConfigDef> {
+    BROKER_CONFIGS.iter().find(|d| d.name == name)
+}
+
+pub fn topic_def(name: &str) -> Option<&'static TopicConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.def.name == name)
+}
+
+/// Checks `value` against a definition; the error text goes back to the client.
+pub fn validate(def: &ConfigDef, value: &str) -> Result<(), String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "Invalid value {value} for configuration {}: {why}",
+            def.name
+        ))
+    };
+    let number = match def.ty {
+        T::Int => match value.trim().parse::<i32>() {
+            Ok(v) => Some(i64::from(v)),
+            Err(_) => return bad("not a 32-bit integer"),
+        },
+        T::Long => match value.trim().parse::<i64>() {
+            Ok(v) => Some(v),
+            Err(_) => return bad("not a 64-bit integer"),
+        },
+        T::Boolean => {
+            if !value.trim().eq_ignore_ascii_case("true")
+                && !value.trim().eq_ignore_ascii_case("false")
+            {
+                return bad("expected true or false");
+            }
+            None
+        }
+        T::String | T::List | T::Password => None,
+    };
+    match def.validator {
+        Validator::None => Ok(()),
+        Validator::AtLeast(min) => match number {
+            Some(n) if n < min => bad(&format!("value must be at least {min}")),
+            _ => Ok(()),
+        },
+        Validator::OneOf(allowed) => {
+            if allowed.contains(&value.trim()) {
+                Ok(())
+            } else {
+                bad(&format!("string must be one of: {}", allowed.join(", ")))
+            }
+        }
+        Validator::ListOf(allowed) => {
+            for item in value.split(',').map(str::trim) {
+                if !allowed.contains(&item) {
+                    if item == "compact" {
+                        return bad("log compaction is not supported by this Sluice version");
+                    }
+                    return bad(&format!("list items must be from: {}", allowed.join(", ")));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Markdown reference of every setting, embedded in `docs/configuration.md`.
+pub fn markdown_reference() -> std::string::String {
+    use std::fmt::Write;
+    let mut s = std::string::String::new();
+    let default = |d: &ConfigDef| match d.default {
+        Some(v) => format!("`{v}`"),
+        None => "null".to_string(),
+    };
+    s.push_str("### Broker settings\n\n| Name | Type | Default | Dynamic | Description |\n|---|---|---|---|---|\n");
+    for d in BROKER_CONFIGS {
+        let _ = writeln!(
+            s,
+            "| `{}` | {} | {} | {} | {} |",
+            d.name,
+            d.ty.name(),
+            default(d),
+            if d.dynamic { "yes" } else { "no" },
+            d.doc
+        );
+    }
+    s.push_str(
+        "\n### Topic settings\n\n| Name | Type | Default from | Description |\n|---|---|---|---|\n",
+    );
+    for t in TOPIC_CONFIGS {
+        let _ = writeln!(
+            s,
+            "| `{}` | {} | `{}` | {} |",
+            t.def.name,
+            t.def.ty.name(),
+            t.broker_synonym,
+            t.def.doc
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_topic_setting_has_a_broker_default() {
+        for t in TOPIC_CONFIGS {
+            assert!(
+                broker_def(t.broker_synonym).is_some_and(|d| d.dynamic),
+                "{} falls back to unknown or static {}",
+                t.def.name,
+                t.broker_synonym
+            );
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        for d in BROKER_CONFIGS {
+            if let Some(v) = d.default {
+                validate(d, v).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn validation_messages() {
+        let d = &topic_def("cleanup.policy").unwrap().def;
+        assert!(validate(d, "delete").is_ok());
+        assert!(validate(d, "compact").unwrap_err().contains("compaction"));
+        let d = &topic_def("retention.ms").unwrap().def;
+        assert!(validate(d, "-1").is_ok());
+        assert!(validate(d, "abc").is_err());
+        let d = &topic_def("segment.bytes").unwrap().def;
+        assert!(validate(d, "1000").is_err());
+        let d = &topic_def("message.timestamp.type").unwrap().def;
+        assert!(validate(d, "LogAppendTime").is_ok());
+        assert!(validate(d, "logappendtime").is_err());
+    }
+
+    #[test]
+    fn configuration_doc_is_current() {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/configuration.md"
+        ))
+        .expect("docs/configuration.md exists");
+        assert!(
+            doc.contains(&markdown_reference()),
+            "docs/configuration.md is stale: regenerate the reference with \
+             `cargo run -p sluice-broker -- config-reference` and paste it in"
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! Sluice broker: a Kafka-compatible event streaming broker.
+
+pub mod broker;
+pub mod config;
+pub mod data_dirs;
+pub mod http;
+pub mod log;
+pub mod metadata;
+pub mod metrics;
+pub mod protocol;
+pub mod replica;
+pub mod server;

@@ -1,0 +1,1059 @@
+//! The append-only log of one partition: an ordered run of segments, the last one active.
+
+use std::collections::BTreeMap;
+use std::io::IoSlice;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::batch::{BatchHeader, stamp_prefix};
+use super::checkpoint::{CheckpointError, sync_dir};
+use super::config::LogConfig;
+use super::epoch_cache::LeaderEpochCache;
+use super::segment::{self, FileSlice, Segment, SegmentError, SyncHandles};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error(
+        "offset {offset} is out of range for {topic}-{partition}: log holds [{log_start}, {log_end})"
+    )]
+    OffsetOutOfRange {
+        topic: Arc<str>,
+        partition: i32,
+        offset: i64,
+        log_start: i64,
+        log_end: i64,
+    },
+    #[error("{topic}-{partition}: {source}")]
+    Segment {
+        topic: Arc<str>,
+        partition: i32,
+        #[source]
+        source: SegmentError,
+    },
+    #[error("{topic}-{partition}: {source}")]
+    Checkpoint {
+        topic: Arc<str>,
+        partition: i32,
+        #[source]
+        source: CheckpointError,
+    },
+    #[error("I/O on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("log of {topic}-{partition} is offline after a storage error")]
+    Offline { topic: Arc<str>, partition: i32 },
+}
+
+/// A batch that passed validation and is ready to be appended.
+#[derive(Debug, Clone, Copy)]
+pub struct ValidBatch<'a> {
+    pub bytes: &'a [u8],
+    pub header: BatchHeader,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub log_start_offset: i64,
+    pub bytes: u64,
+    pub records: i64,
+}
+
+/// What opening a log had to repair.
+#[derive(Debug, Default, Clone)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    pub segments_scanned: usize,
+    pub indexes_rebuilt: usize,
+    pub truncated_bytes: u64,
+    pub corruption: Option<String>,
+    pub segments_removed: usize,
+    pub duration_ms: u128,
+}
+
+/// What a retention pass removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    pub segments_deleted: usize,
+    pub bytes_deleted: u64,
+}
+
+/// fsyncs to run without holding the partition lock.
+#[derive(Debug)]
+pub struct FlushJob {
+    handles: Vec<SyncHandles>,
+    dir: PathBuf,
+    pub upto: i64,
+}
+
+impl FlushJob {
+    pub fn run(&self) -> Result<(), LogError> {
+        for h in &self.handles {
+            h.sync().map_err(|source| LogError::Io {
+                path: self.dir.display().to_string(),
+                source: std::io::Error::other(source.to_string()),
+            })?;
+        }
+        sync_dir(&self.dir).map_err(|source| LogError::Io {
+            path: self.dir.display().to_string(),
+            source,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    topic: Arc<str>,
+    partition: i32,
+    config: LogConfig,
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    recovery_point: i64,
+    size: u64,
+    epoch_cache: LeaderEpochCache,
+    unflushed_messages: i64,
+    last_flush: Instant,
+    pending_sync: Vec<SyncHandles>,
+    offline: bool,
+}
+
+#[cfg(test)]
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+const EPOCH_FILE: &str = "leader-epoch-checkpoint";
+
+impl PartitionLog {
+    /// Opens (and repairs) the log in `dir`, creating it if needed.
+    ///
+    /// `recovery_point`: everything below it was fsynced and is trusted; `None` means
+    /// every batch is verified. `log_start_offset`: the persisted start (DeleteRecords).
+    pub fn open(
+        dir: &Path,
+        topic: Arc<str>,
+        partition: i32,
+        config: LogConfig,
+        recovery_point: Option<i64>,
+        log_start_offset: Option<i64>,
+    ) -> Result<(Self, RecoveryReport), LogError> {
+        let started = Instant::now();
+        let io = |path: &Path, source: std::io::Error| LogError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let seg_err = |source: SegmentError| LogError::Segment {
+            topic: topic.clone(),
+            partition,
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let mut bases = Vec::new();
+        let mut index_files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+            let entry = entry.map_err(|e| io(dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(base) = segment::parse_base_offset(&name, "log") {
+                bases.push(base);
+            } else if name.ends_with(".tmp")
+                || name.ends_with(".deleted")
+                || name.ends_with(".cleaned")
+                || name.ends_with(".swap")
+            {
+                let _ = std::fs::remove_file(entry.path());
+            } else if let Some(base) = segment::parse_base_offset(&name, "index")
+                .or_else(|| segment::parse_base_offset(&name, "timeindex"))
+            {
+                index_files.push((base, entry.path()));
+            }
+        }
+        bases.sort_unstable();
+        for (base, path) in index_files {
+            if bases.binary_search(&base).is_err() {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+
+        let epoch_path = dir.join(EPOCH_FILE);
+        let loaded_epochs = LeaderEpochCache::load(&epoch_path);
+        let rebuild_epochs = loaded_epochs.is_none();
+        let mut epoch_cache = loaded_epochs.unwrap_or_else(|| LeaderEpochCache::empty(&epoch_path));
+
+        let verify_from = recovery_point.unwrap_or(i64::MIN);
+        let mut report = RecoveryReport::default();
+        let mut segments = BTreeMap::new();
+        if bases.is_empty() {
+            let base = log_start_offset.unwrap_or(0).max(0);
+            segments.insert(base, Segment::create(dir, base).map_err(seg_err)?);
+        }
+        let mut i = 0;
+        while i < bases.len() {
+            let base = bases[i];
+            let next_base = bases.get(i + 1).copied();
+            let trusted = next_base.is_some_and(|nb| nb <= verify_from) && !rebuild_epochs;
+            if trusted {
+                let (seg, rebuilt) = Segment::open_sealed(dir, base, config.index_interval_bytes)
+                    .map_err(seg_err)?;
+                report.indexes_rebuilt += usize::from(rebuilt);
+                segments.insert(base, seg);
+                i += 1;
+                continue;
+            }
+            report.segments_scanned += 1;
+            let recovered = Segment::recover(dir, base, verify_from, config.index_interval_bytes)
+                .map_err(seg_err)?;
+            let mut seg = recovered.segment;
+            if rebuild_epochs {
+                for (e, o) in recovered.epochs {
+                    epoch_cache.assign(e, o);
+                }
+            }
+            if let Some(c) = recovered.corruption {
+                report.corruption = Some(format!(
+                    "segment {} at position {}: {}",
+                    seg.log_path().display(),
+                    c.position,
+                    c.reason
+                ));
+                report.truncated_bytes += recovered.truncated_bytes;
+                // Later segments start after a hole: they cannot be served.
+                for &later in &bases[i + 1..] {
+                    report.truncated_bytes += segment::delete_files(dir, later).map_err(seg_err)?;
+                    report.segments_removed += 1;
+                }
+                seg.reopen_for_append();
+                segments.insert(base, seg);
+                break;
+            }
+            if next_base.is_some() {
+                seg.seal().map_err(seg_err)?;
+            }
+            segments.insert(base, seg);
+            i += 1;
+        }
+        report.segments = segments.len();
+
+        let log_end = segments
+            .values()
+            .next_back()
+            .map(|s| s.next_offset())
+            .unwrap_or(0);
+        let first_base = segments.keys().next().copied().unwrap_or(0);
+        let log_start = log_start_offset
+            .unwrap_or(first_base)
+            .max(first_base)
+            .min(log_end);
+        let mut epochs_changed = rebuild_epochs;
+        epochs_changed |= epoch_cache.truncate_from_end(log_end);
+        epochs_changed |= epoch_cache.truncate_from_start(log_start);
+        if epochs_changed {
+            epoch_cache
+                .persist()
+                .map_err(|source| LogError::Checkpoint {
+                    topic: topic.clone(),
+                    partition,
+                    source,
+                })?;
+        }
+        let size = segments.values().map(|s| s.size()).sum();
+        let mut log = Self {
+            dir: dir.to_path_buf(),
+            topic,
+            partition,
+            config,
+            segments,
+            log_start_offset: log_start,
+            recovery_point: recovery_point.unwrap_or(0).min(log_end),
+            size,
+            epoch_cache,
+            unflushed_messages: 0,
+            last_flush: Instant::now(),
+            pending_sync: Vec::new(),
+            offline: false,
+        };
+        if report.segments_scanned > 0 {
+            // What recovery validated becomes the new recovery point once it is on disk.
+            let job = log.begin_flush()?;
+            job.run()?;
+            log.finish_flush(job.upto);
+        }
+        report.duration_ms = started.elapsed().as_millis();
+        Ok((log, report))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn topic(&self) -> &Arc<str> {
+        &self.topic
+    }
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().map(|s| s.next_offset()).unwrap_or(0)
+    }
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+    pub fn size_bytes(&self) -> u64 {
+        self.size
+    }
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+    pub fn is_offline(&self) -> bool {
+        self.offline
+    }
+    pub fn epoch_cache(&self) -> &LeaderEpochCache {
+        &self.epoch_cache
+    }
+
+    fn active(&self) -> Option<&Segment> {
+        self.segments.values().next_back()
+    }
+
+    fn seg_err(&self, source: SegmentError) -> LogError {
+        LogError::Segment {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            source,
+        }
+    }
+
+    fn checkpoint_err(&self, source: CheckpointError) -> LogError {
+        LogError::Checkpoint {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            source,
+        }
+    }
+
+    fn out_of_range(&self, offset: i64) -> LogError {
+        LogError::OffsetOutOfRange {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset,
+            log_start: self.log_start_offset,
+            log_end: self.log_end_offset(),
+        }
+    }
+
+    fn should_roll(&self, active: &Segment, batch: &BatchHeader, now_ms: i64) -> bool {
+        if active.is_empty() {
+            return false;
+        }
+        let too_big = active.size() + batch.size() as u64 > self.config.segment_bytes;
+        let too_old =
+            now_ms - active.roll_base_ms() > self.config.segment_ms - self.config.segment_jitter_ms;
+        let index_full = (active.index_entries() as u64 + 1) * 8 > self.config.segment_index_bytes;
+        let offsets_overflow = batch.last_offset() - active.base_offset() > i64::from(i32::MAX);
+        too_big || too_old || index_full || offsets_overflow
+    }
+
+    /// Starts a new active segment at the log end; the old one is sealed and queued for
+    /// fsync.
+    pub fn roll(&mut self) -> Result<(), LogError> {
+        let new_base = self.log_end_offset();
+        if self.segments.contains_key(&new_base) {
+            return Ok(());
+        }
+        let new_segment = Segment::create(&self.dir, new_base).map_err(|e| self.seg_err(e))?;
+        if let Some(active) = self.segments.values_mut().next_back() {
+            if let Err(e) = active.seal() {
+                // Indexes are rebuilt on the next start; the data itself is intact.
+                tracing::warn!(topic = %self.topic, partition = self.partition, error = %e,
+                    "could not write indexes of rolled segment");
+            }
+            self.pending_sync.push(active.sync_handles());
+        }
+        self.segments.insert(new_base, new_segment);
+        Ok(())
+    }
+
+    /// Appends validated batches, assigning offsets from the log end and stamping the
+    /// leader epoch. All or nothing per batch: a failed write leaves no partial batch.
+    pub fn append(
+        &mut self,
+        batches: &[ValidBatch<'_>],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        if self.offline {
+            return Err(LogError::Offline {
+                topic: self.topic.clone(),
+                partition: self.partition,
+            });
+        }
+        let first_offset = self.log_end_offset();
+        let mut bytes = 0u64;
+        let mut records = 0i64;
+        for batch in batches {
+            let base_offset = self.log_end_offset();
+            let mut header = batch.header;
+            header.base_offset = base_offset;
+            header.partition_leader_epoch = leader_epoch;
+            let roll = match self.active() {
+                Some(active) => self.should_roll(active, &header, now_ms),
+                None => true,
+            };
+            if roll {
+                self.roll()?;
+            }
+            let prefix = stamp_prefix(batch.bytes, base_offset, leader_epoch);
+            let mut parts = [IoSlice::new(&prefix), IoSlice::new(&batch.bytes[16..])];
+            let interval = self.config.index_interval_bytes;
+            let Some(active) = self.segments.values_mut().next_back() else {
+                return Err(self.out_of_range(base_offset));
+            };
+            let size_before = active.size();
+            if let Err(e) = active.append(&mut parts, &header, interval) {
+                // The segment cut itself back; if it could not, stop taking writes.
+                if std::fs::metadata(active.log_path()).map(|m| m.len()).ok() != Some(size_before) {
+                    self.offline = true;
+                }
+                return Err(self.seg_err(e));
+            }
+            if self.epoch_cache.assign(leader_epoch, base_offset)
+                && let Err(e) = self.epoch_cache.persist()
+            {
+                return Err(self.checkpoint_err(e));
+            }
+            bytes += header.size() as u64;
+            records += header.offset_count();
+        }
+        self.size += bytes;
+        self.unflushed_messages += records;
+        Ok(AppendInfo {
+            first_offset,
+            last_offset: self.log_end_offset() - 1,
+            log_start_offset: self.log_start_offset,
+            bytes,
+            records,
+        })
+    }
+
+    /// Locates bytes to serve from `offset` up to (excluding) `max_offset`, normally the
+    /// high watermark. `Ok(None)` means nothing to return yet.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<Option<FileSlice>, LogError> {
+        if offset < self.log_start_offset || offset > self.log_end_offset() {
+            return Err(self.out_of_range(offset));
+        }
+        if offset >= max_offset {
+            return Ok(None);
+        }
+        let mut from = offset;
+        for seg in self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .into_iter()
+            .map(|(_, s)| s)
+            .chain(self.segments.range(offset + 1..).map(|(_, s)| s))
+        {
+            if seg.base_offset() >= max_offset {
+                break;
+            }
+            if let Some(slice) = seg
+                .slice(from, max_offset, max_bytes, min_one_batch)
+                .map_err(|e| self.seg_err(e))?
+            {
+                return Ok(Some(slice));
+            }
+            from = seg.next_offset();
+        }
+        Ok(None)
+    }
+
+    /// The first record with a timestamp at or after `timestamp`:
+    /// `(offset, timestamp, leader epoch)`.
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<(i64, i64, i32)>, LogError> {
+        for seg in self.segments.values() {
+            if seg.next_offset() <= self.log_start_offset || seg.max_timestamp() < timestamp {
+                continue;
+            }
+            let Some((pos, h)) = seg
+                .find_batch_by_timestamp(timestamp)
+                .map_err(|e| self.seg_err(e))?
+            else {
+                continue;
+            };
+            let (offset, ts) = if h.is_log_append_time() {
+                (h.base_offset, h.max_timestamp)
+            } else {
+                let batch = seg.read_batch(pos, &h).map_err(|e| self.seg_err(e))?;
+                first_record_at_or_after(batch, timestamp)
+                    .unwrap_or((h.base_offset, h.max_timestamp))
+            };
+            return Ok(Some((
+                offset.max(self.log_start_offset),
+                ts,
+                h.partition_leader_epoch,
+            )));
+        }
+        Ok(None)
+    }
+
+    /// The record with the largest timestamp (ListOffsets MAX_TIMESTAMP).
+    pub fn max_timestamp_offset(&self) -> Result<Option<(i64, i64, i32)>, LogError> {
+        let best = self
+            .segments
+            .values()
+            .filter(|s| s.next_offset() > self.log_start_offset && s.max_timestamp() >= 0)
+            .fold(None::<&Segment>, |best, s| match best {
+                Some(b) if b.max_timestamp() >= s.max_timestamp() => Some(b),
+                _ => Some(s),
+            });
+        let Some(seg) = best else {
+            return Ok(None);
+        };
+        let Some((pos, h)) = seg
+            .translate(seg.offset_of_max_timestamp())
+            .map_err(|e| self.seg_err(e))?
+        else {
+            return Ok(None);
+        };
+        let batch = seg.read_batch(pos, &h).map_err(|e| self.seg_err(e))?;
+        let (offset, ts) = if h.is_log_append_time() {
+            (h.base_offset, h.max_timestamp)
+        } else {
+            first_record_at_or_after(batch, h.max_timestamp)
+                .unwrap_or((h.base_offset, h.max_timestamp))
+        };
+        Ok(Some((offset, ts, h.partition_leader_epoch)))
+    }
+
+    /// Advances the log start offset (DeleteRecords). `offset` must not exceed `limit`
+    /// (the high watermark). Returns the new log start offset.
+    pub fn advance_log_start(&mut self, offset: i64, limit: i64) -> Result<i64, LogError> {
+        if offset > limit || offset < 0 {
+            return Err(self.out_of_range(offset));
+        }
+        if offset > self.log_start_offset {
+            self.log_start_offset = offset;
+            if self.epoch_cache.truncate_from_start(offset) {
+                self.epoch_cache
+                    .persist()
+                    .map_err(|e| self.checkpoint_err(e))?;
+            }
+            self.delete_segments_while(limit, |_, s, _| s.next_offset() <= offset)?;
+        }
+        Ok(self.log_start_offset)
+    }
+
+    /// Applies `retention.ms` and `retention.bytes`, never deleting past `limit` (the
+    /// high watermark).
+    pub fn apply_retention(
+        &mut self,
+        now_ms: i64,
+        limit: i64,
+    ) -> Result<RetentionOutcome, LogError> {
+        let retention_ms = self.config.retention_ms;
+        let retention_bytes = self.config.retention_bytes;
+        let total = self.size;
+        self.delete_segments_while(limit, |_, s, deleted_so_far| {
+            let expired = retention_ms >= 0
+                && s.max_timestamp() >= 0
+                && now_ms - s.max_timestamp() > retention_ms;
+            let oversized =
+                retention_bytes >= 0 && total - deleted_so_far >= s.size() + retention_bytes as u64;
+            expired || oversized
+        })
+    }
+
+    /// Deletes the oldest segments while `pred(log, segment, bytes deleted so far)` holds
+    /// and the segment is wholly below `limit`. Rolls first if the active segment goes.
+    fn delete_segments_while(
+        &mut self,
+        limit: i64,
+        pred: impl Fn(&Self, &Segment, u64) -> bool,
+    ) -> Result<RetentionOutcome, LogError> {
+        let mut doomed = Vec::new();
+        let mut deleted_bytes = 0u64;
+        for seg in self.segments.values() {
+            if seg.next_offset() > limit || seg.is_empty() || !pred(self, seg, deleted_bytes) {
+                break;
+            }
+            deleted_bytes += seg.size();
+            doomed.push(seg.base_offset());
+        }
+        if doomed.is_empty() {
+            return Ok(RetentionOutcome::default());
+        }
+        if doomed.len() == self.segments.len() {
+            self.roll()?;
+        }
+        let mut outcome = RetentionOutcome::default();
+        for base in doomed {
+            if let Some(seg) = self.segments.remove(&base) {
+                seg.delete().map_err(|e| self.seg_err(e))?;
+                self.size -= seg.size();
+                outcome.segments_deleted += 1;
+                outcome.bytes_deleted += seg.size();
+            }
+        }
+        if let Some(&first) = self.segments.keys().next()
+            && first > self.log_start_offset
+        {
+            self.log_start_offset = first;
+            if self.epoch_cache.truncate_from_start(first) {
+                self.epoch_cache
+                    .persist()
+                    .map_err(|e| self.checkpoint_err(e))?;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Removes everything at and after `offset` (a follower diverged from its leader, or
+    /// recovery found a hole). Returns bytes removed.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<u64, LogError> {
+        let offset = offset.max(self.log_start_offset);
+        if offset >= self.log_end_offset() {
+            return Ok(0);
+        }
+        let mut removed = 0;
+        let later: Vec<i64> = self.segments.range(offset..).map(|(b, _)| *b).collect();
+        for base in later {
+            if let Some(seg) = self.segments.remove(&base) {
+                seg.delete().map_err(|e| self.seg_err(e))?;
+                removed += seg.size();
+            }
+        }
+        if self.segments.is_empty() {
+            let seg = Segment::create(&self.dir, offset).map_err(|e| self.seg_err(e))?;
+            self.segments.insert(offset, seg);
+        }
+        if let Some(active) = self.segments.values_mut().next_back() {
+            removed += active
+                .truncate_to(offset)
+                .map_err(|source| LogError::Segment {
+                    topic: self.topic.clone(),
+                    partition: self.partition,
+                    source,
+                })?;
+            active.reopen_for_append();
+        }
+        self.size -= removed;
+        self.recovery_point = self.recovery_point.min(self.log_end_offset());
+        if self.epoch_cache.truncate_from_end(self.log_end_offset()) {
+            self.epoch_cache
+                .persist()
+                .map_err(|e| self.checkpoint_err(e))?;
+        }
+        Ok(removed)
+    }
+
+    /// Whether `flush.messages` or `flush.ms` call for an fsync, or a rolled segment
+    /// still waits for one.
+    pub fn needs_flush(&self) -> bool {
+        !self.pending_sync.is_empty()
+            || (self.unflushed_messages > 0
+                && (self.unflushed_messages >= self.config.flush_messages
+                    || self.last_flush.elapsed().as_millis() as i64 >= self.config.flush_ms))
+    }
+
+    /// Whether `flush.messages` is reached: the appending request must wait for an fsync.
+    pub fn flush_messages_due(&self) -> bool {
+        self.unflushed_messages > 0 && self.unflushed_messages >= self.config.flush_messages
+    }
+
+    pub fn has_unflushed(&self) -> bool {
+        !self.pending_sync.is_empty() || self.recovery_point < self.log_end_offset()
+    }
+
+    /// Writes pending index entries and collects what must be fsynced to make everything
+    /// up to the current log end durable.
+    pub fn begin_flush(&mut self) -> Result<FlushJob, LogError> {
+        let upto = self.log_end_offset();
+        let mut handles = std::mem::take(&mut self.pending_sync);
+        if let Some(active) = self.segments.values_mut().next_back() {
+            active
+                .persist_indexes()
+                .map_err(|source| LogError::Segment {
+                    topic: self.topic.clone(),
+                    partition: self.partition,
+                    source,
+                })?;
+            handles.push(active.sync_handles());
+        }
+        self.unflushed_messages = 0;
+        self.last_flush = Instant::now();
+        Ok(FlushJob {
+            handles,
+            dir: self.dir.clone(),
+            upto,
+        })
+    }
+
+    pub fn finish_flush(&mut self, upto: i64) {
+        self.recovery_point = self.recovery_point.max(upto.min(self.log_end_offset()));
+    }
+
+    /// Puts sync handles back after a failed flush so the next attempt retries them.
+    pub fn abort_flush(&mut self, job: FlushJob) {
+        self.pending_sync.extend(job.handles);
+    }
+
+    /// Epoch bookkeeping for OffsetForLeaderEpoch.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.epoch_cache
+            .end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// Segment files and their sizes, for metrics and tooling.
+    pub fn segments(&self) -> impl Iterator<Item = &Segment> {
+        self.segments.values()
+    }
+}
+
+/// Offsets and timestamps of the records of a batch, decoded with kafka-protocol. Only
+/// used by timestamp lookups, never on the produce or fetch path.
+fn first_record_at_or_after(batch: Bytes, timestamp: i64) -> Option<(i64, i64)> {
+    let mut buf = batch;
+    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).ok()?;
+    set.records
+        .iter()
+        .find(|r| r.timestamp >= timestamp)
+        .map(|r| (r.offset, r.timestamp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::batch::{check_produced, check_stored, split_batches, test_util::make_batch};
+    use super::*;
+
+    fn open(dir: &Path, config: LogConfig, rp: Option<i64>) -> (PartitionLog, RecoveryReport) {
+        PartitionLog::open(dir, Arc::from("t"), 0, config, rp, None).unwrap()
+    }
+
+    fn append_batch(log: &mut PartitionLog, count: usize, ts: i64, value_len: usize) -> AppendInfo {
+        let b = make_batch(count, ts, value_len);
+        let header = check_produced(&b).unwrap();
+        log.append(&[ValidBatch { bytes: &b, header }], 0, ts)
+            .unwrap()
+    }
+
+    fn read_all(log: &PartitionLog, from: i64) -> Vec<BatchHeader> {
+        let mut out = vec![];
+        let mut offset = from;
+        while let Some(slice) = log
+            .read(offset, log.log_end_offset(), 1 << 20, true)
+            .unwrap()
+        {
+            let data = slice.read().unwrap();
+            for r in split_batches(&data, check_stored) {
+                let (_, h) = r.unwrap();
+                offset = h.next_offset();
+                out.push(h);
+            }
+        }
+        out
+    }
+
+    fn small_segments() -> LogConfig {
+        LogConfig {
+            segment_bytes: 4096,
+            index_interval_bytes: 512,
+            ..LogConfig::default()
+        }
+    }
+
+    #[test]
+    fn append_assigns_offsets_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path(), LogConfig::default(), None);
+        let a = append_batch(&mut log, 3, 1_000, 10);
+        let b = append_batch(&mut log, 2, 1_001, 10);
+        assert_eq!((a.first_offset, a.last_offset), (0, 2));
+        assert_eq!((b.first_offset, b.last_offset), (3, 4));
+        assert_eq!(log.log_end_offset(), 5);
+        let batches = read_all(&log, 0);
+        assert_eq!(batches.len(), 2);
+        assert_eq!(batches[1].base_offset, 3);
+        // Reading from the middle of a batch returns the whole batch.
+        let batches = read_all(&log, 4);
+        assert_eq!(batches[0].base_offset, 3);
+        // Reads stop at max_offset (the high watermark).
+        let s = log.read(0, 3, 1 << 20, true).unwrap().unwrap();
+        assert_eq!(split_batches(&s.read().unwrap(), check_stored).count(), 1);
+        assert!(log.read(5, 5, 100, true).unwrap().is_none());
+        assert!(matches!(
+            log.read(6, 6, 100, true),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn rolls_segments_by_size_and_reads_across_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path(), small_segments(), None);
+        for i in 0..100 {
+            append_batch(&mut log, 2, 1_000 + i, 100);
+        }
+        assert!(log.segment_count() > 5, "{}", log.segment_count());
+        let batches = read_all(&log, 0);
+        assert_eq!(batches.len(), 100);
+        for (i, h) in batches.iter().enumerate() {
+            assert_eq!(h.base_offset, i as i64 * 2);
+        }
+        for s in log.segments().take(log.segment_count() - 1) {
+            assert!(s.is_sealed());
+            assert!(s.size() <= 4096);
+        }
+    }
+
+    #[test]
+    fn rolls_by_segment_ms() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_ms: 1_000,
+            ..LogConfig::default()
+        };
+        let (mut log, _) = open(dir.path(), config, None);
+        let now = now_ms();
+        append_batch(&mut log, 1, now - 5_000, 10);
+        append_batch(&mut log, 1, now, 10);
+        assert_eq!(log.segment_count(), 2);
+    }
+
+    #[test]
+    fn retention_by_time_and_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path(), small_segments(), None);
+        for i in 0..100 {
+            append_batch(&mut log, 2, 1_000 + i, 100);
+        }
+        let segs = log.segment_count();
+        let leo = log.log_end_offset();
+        // Nothing is older than a day relative to "now" = 2_000.
+        let out = log.apply_retention(2_000, leo).unwrap();
+        assert_eq!(out, RetentionOutcome::default());
+
+        let mut config = small_segments();
+        config.retention_bytes = 8192;
+        log.set_config(config.clone());
+        let out = log.apply_retention(2_000, leo).unwrap();
+        assert!(out.segments_deleted > 0);
+        assert!(log.size_bytes() <= 8192 + 4096);
+        assert!(log.size_bytes() >= 8192);
+        assert_eq!(
+            log.log_start_offset(),
+            log.segments().next().unwrap().base_offset()
+        );
+        assert!(log.segment_count() < segs);
+
+        // Time: everything older than 10 ms at now = 1_000_000 goes, the active segment too
+        // (after a roll), but never past the limit.
+        config.retention_bytes = -1;
+        config.retention_ms = 10;
+        log.set_config(config);
+        log.apply_retention(1_000_000, leo).unwrap();
+        assert_eq!(log.log_start_offset(), leo);
+        assert_eq!(log.log_end_offset(), leo);
+        assert_eq!(log.size_bytes(), 0);
+        // Appends continue at the same offsets.
+        let a = append_batch(&mut log, 1, 5, 10);
+        assert_eq!(a.first_offset, leo);
+    }
+
+    #[test]
+    fn retention_keeps_uncommitted_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = small_segments();
+        config.retention_ms = 0;
+        let (mut log, _) = open(dir.path(), config, None);
+        for i in 0..50 {
+            append_batch(&mut log, 2, 1_000 + i, 100);
+        }
+        log.apply_retention(1_000_000, 10).unwrap();
+        assert!(log.log_start_offset() <= 10);
+        assert!(!read_all(&log, log.log_start_offset()).is_empty());
+    }
+
+    #[test]
+    fn advance_log_start_deletes_whole_segments_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path(), small_segments(), None);
+        for i in 0..100 {
+            append_batch(&mut log, 2, 1_000 + i, 100);
+        }
+        let leo = log.log_end_offset();
+        assert_eq!(log.advance_log_start(51, leo).unwrap(), 51);
+        assert!(log.segments().next().unwrap().base_offset() <= 51);
+        assert!(matches!(
+            log.read(10, leo, 100, true),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        let first = read_all(&log, 51)[0];
+        assert!(first.base_offset <= 51 && first.last_offset() >= 51);
+        assert!(log.advance_log_start(leo + 1, leo).is_err());
+        // Moving backwards is a no-op.
+        assert_eq!(log.advance_log_start(20, leo).unwrap(), 51);
+    }
+
+    #[test]
+    fn timestamp_lookups() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path(), small_segments(), None);
+        for i in 0..50 {
+            // Records of batch i have timestamps 10_000 + 10 i + {0, 1, 2}.
+            append_batch(&mut log, 3, 10_000 + i * 10, 50);
+        }
+        assert_eq!(log.offset_for_timestamp(0).unwrap().unwrap().0, 0);
+        let (o, t, _) = log.offset_for_timestamp(10_251).unwrap().unwrap();
+        assert_eq!((o, t), (25 * 3 + 1, 10_251));
+        let (o, t, _) = log.offset_for_timestamp(10_253).unwrap().unwrap();
+        assert_eq!((o, t), (26 * 3, 10_260));
+        assert!(log.offset_for_timestamp(20_000).unwrap().is_none());
+        let (o, t, _) = log.max_timestamp_offset().unwrap().unwrap();
+        assert_eq!((o, t), (149, 10_492));
+    }
+
+    #[test]
+    fn reopen_after_clean_flush_trusts_and_continues() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path(), small_segments(), None);
+        for i in 0..60 {
+            append_batch(&mut log, 2, 1_000 + i, 100);
+        }
+        let job = log.begin_flush().unwrap();
+        job.run().unwrap();
+        log.finish_flush(job.upto);
+        let rp = log.recovery_point();
+        assert_eq!(rp, 120);
+        drop(log);
+        let (mut log, report) = open(dir.path(), small_segments(), Some(rp));
+        assert_eq!(
+            report.segments_scanned, 1,
+            "only the active segment is scanned"
+        );
+        assert!(report.corruption.is_none());
+        assert_eq!(log.log_end_offset(), 120);
+        let a = append_batch(&mut log, 1, 5_000, 10);
+        assert_eq!(a.first_offset, 120);
+        assert_eq!(read_all(&log, 0).len(), 61);
+    }
+
+    #[test]
+    fn recovery_truncates_torn_tail_and_drops_later_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path(), small_segments(), None);
+        for i in 0..60 {
+            append_batch(&mut log, 2, 1_000 + i, 100);
+        }
+        let second = log.segments().nth(1).unwrap().log_path().to_path_buf();
+        let second_base = log.segments().nth(1).unwrap().base_offset();
+        drop(log);
+        // Tear the second segment: cut its last batch in half.
+        let len = std::fs::metadata(&second).unwrap().len();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&second)
+            .unwrap();
+        f.set_len(len - 50).unwrap();
+        drop(f);
+        let (log, report) = open(dir.path(), small_segments(), None);
+        assert!(report.corruption.is_some(), "{report:?}");
+        assert!(report.segments_removed > 0);
+        assert_eq!(log.segment_count(), 2);
+        let batches = read_all(&log, 0);
+        let last = batches.last().unwrap();
+        assert_eq!(last.next_offset(), log.log_end_offset());
+        assert!(log.log_end_offset() > second_base);
+        // Everything still present is contiguous from 0.
+        let mut expect = 0;
+        for h in batches {
+            assert_eq!(h.base_offset, expect);
+            expect = h.next_offset();
+        }
+    }
+
+    #[test]
+    fn recovery_after_garbage_appended_to_flushed_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path(), LogConfig::default(), None);
+        for i in 0..10 {
+            append_batch(&mut log, 2, 1_000 + i, 100);
+        }
+        let job = log.begin_flush().unwrap();
+        job.run().unwrap();
+        log.finish_flush(job.upto);
+        let path = log.segments().next().unwrap().log_path().to_path_buf();
+        drop(log);
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(&[0x5A; 333]).unwrap();
+        drop(f);
+        // Even with everything "flushed", the bytes past the recovery point are checked.
+        let (mut log, report) = open(dir.path(), LogConfig::default(), Some(20));
+        assert_eq!(report.truncated_bytes, 333);
+        assert_eq!(log.log_end_offset(), 20);
+        assert_eq!(read_all(&log, 0).len(), 10);
+        assert_eq!(append_batch(&mut log, 1, 5, 1).first_offset, 20);
+    }
+
+    #[test]
+    fn epoch_cache_tracks_appends_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path(), LogConfig::default(), None);
+        let b = make_batch(2, 1, 1);
+        let header = check_produced(&b).unwrap();
+        let vb = [ValidBatch { bytes: &b, header }];
+        log.append(&vb, 0, 1).unwrap();
+        log.append(&vb, 0, 1).unwrap();
+        log.append(&vb, 3, 1).unwrap();
+        assert_eq!(log.end_offset_for_epoch(0), (0, 4));
+        assert_eq!(log.end_offset_for_epoch(3), (3, 6));
+        drop(log);
+        std::fs::remove_file(dir.path().join(EPOCH_FILE)).unwrap();
+        let (log, _) = open(dir.path(), LogConfig::default(), None);
+        assert_eq!(log.epoch_cache().entries(), &[(0, 0), (3, 4)]);
+    }
+
+    #[test]
+    fn truncate_to_offset_across_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path(), small_segments(), None);
+        for i in 0..60 {
+            append_batch(&mut log, 2, 1_000 + i, 100);
+        }
+        log.truncate_to(31).unwrap();
+        assert_eq!(log.log_end_offset(), 30);
+        let a = append_batch(&mut log, 1, 1, 1);
+        assert_eq!(a.first_offset, 30);
+        assert_eq!(read_all(&log, 0).len(), 16);
+    }
+}

@@ -1,0 +1,295 @@
+//! `sluice-broker`: runs one Sluice broker.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use sluice_broker::broker::Broker;
+use sluice_broker::config::{BrokerConfig, ConfigSources};
+use sluice_broker::metadata::local::LocalMetadataStore;
+use sluice_broker::metadata::{
+    BrokerRegistration, ClusterMetadata, Endpoint, MetadataCommand, MetadataStore,
+};
+use sluice_broker::metrics::Metrics;
+use sluice_broker::replica::{ReplicaManager, maintenance};
+use sluice_broker::{config, data_dirs, http, server};
+use tokio_util::task::TaskTracker;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A Kafka-compatible broker. Settings use Kafka's names; they come from --config, then
+/// SLUICE_* environment variables (log.retention.ms -> SLUICE_LOG_RETENTION_MS), then
+/// --override, then the dedicated flags below.
+#[derive(Debug, Parser)]
+#[command(name = "sluice-broker", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Properties file (server.properties style) with Kafka-named settings.
+    #[arg(long, short = 'c', env = "SLUICE_CONFIG_FILE")]
+    config: Option<PathBuf>,
+    /// Any setting as key=value, e.g. --override log.retention.ms=60000. Repeatable.
+    #[arg(long = "override", short = 'o', value_name = "KEY=VALUE", value_parser = parse_kv)]
+    overrides: Vec<(String, String)>,
+    /// Same as --override node.id=N.
+    #[arg(long)]
+    node_id: Option<i32>,
+    /// Same as --override listeners=...
+    #[arg(long)]
+    listeners: Option<String>,
+    /// Same as --override advertised.listeners=...
+    #[arg(long)]
+    advertised_listeners: Option<String>,
+    /// Same as --override log.dirs=...
+    #[arg(long)]
+    log_dirs: Option<String>,
+    /// Same as --override http.listener=...
+    #[arg(long)]
+    http_listener: Option<String>,
+    #[arg(long, value_enum, env = "SLUICE_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+    /// tracing filter, e.g. "info" or "info,sluice_broker::protocol=debug". RUST_LOG also works.
+    #[arg(long, env = "SLUICE_LOG_FILTER")]
+    log_filter: Option<String>,
+    /// After binding, write {"kafka": {"LISTENER": port}, "http": port} here. For tools and
+    /// tests that start the broker on port 0.
+    #[arg(long)]
+    ports_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the reference of every broker and topic setting (Markdown).
+    ConfigReference,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got '{s}'"))
+}
+
+fn init_tracing(format: LogFormat, filter: Option<&str>) {
+    let filter = filter
+        .map(EnvFilter::new)
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::ConfigReference) = cli.command {
+        print!("{}", config::defs::markdown_reference());
+        return Ok(());
+    }
+    init_tracing(cli.log_format, cli.log_filter.as_deref());
+    let mut overrides = cli.overrides.clone();
+    let flags = [
+        ("node.id", cli.node_id.map(|n| n.to_string())),
+        ("listeners", cli.listeners.clone()),
+        ("advertised.listeners", cli.advertised_listeners.clone()),
+        ("log.dirs", cli.log_dirs.clone()),
+        ("http.listener", cli.http_listener.clone()),
+    ];
+    overrides.extend(
+        flags
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_string(), v))),
+    );
+    let sources = ConfigSources {
+        file: cli.config.clone(),
+        env: std::env::vars()
+            .filter(|(k, _)| k.starts_with("SLUICE_"))
+            .collect(),
+        overrides,
+    };
+    let config = BrokerConfig::load(&sources).context("invalid configuration")?;
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sluice")
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(run(config, cli.ports_file))
+}
+
+async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let node_id = config.node_id;
+    let metadata_dir = config.log_dirs[0].join("__sluice_metadata");
+    let stored = LocalMetadataStore::load(&metadata_dir)?;
+    let dirs = data_dirs::prepare(
+        &config.log_dirs,
+        node_id,
+        stored.as_ref().map(|m| m.cluster_id.clone()),
+    )?;
+    let image = match stored {
+        Some(md) if md.cluster_id != dirs.cluster_id => bail!(
+            "metadata in {} belongs to cluster {} but the log directories to {}",
+            metadata_dir.display(),
+            md.cluster_id,
+            dirs.cluster_id
+        ),
+        Some(md) => md,
+        None if dirs.previously_initialised => bail!(
+            "{} has no metadata.json although the log directories were initialised before; \
+             refusing to start rather than treat every partition as stray. Restore the file \
+             or remove the log directories to start empty",
+            metadata_dir.display()
+        ),
+        None => {
+            tracing::info!(cluster_id = %dirs.cluster_id, "initialising a new cluster");
+            ClusterMetadata::new(dirs.cluster_id.clone())
+        }
+    };
+    tracing::info!(node_id, cluster_id = %dirs.cluster_id, version = env!("CARGO_PKG_VERSION"), "starting sluice-broker");
+    let store = Arc::new(LocalMetadataStore::new(&metadata_dir, image)?);
+
+    let replicas = {
+        let (dirs, statics, threads) = (
+            config.log_dirs.clone(),
+            config.statics.clone(),
+            config.num_recovery_threads_per_data_dir,
+        );
+        let md = store.current();
+        tokio::task::spawn_blocking(move || {
+            ReplicaManager::open(node_id, dirs, statics, threads, &md)
+        })
+        .await??
+    };
+    let replicas = Arc::new(replicas);
+    let metrics = Arc::new(Metrics::default());
+    let registry = metrics.registry(replicas.clone());
+
+    let bound = server::bind(&config.listeners).await?;
+    let http_listener = tokio::net::TcpListener::bind(config.http_listener)
+        .await
+        .with_context(|| format!("cannot bind http.listener {}", config.http_listener))?;
+    let http_addr = http_listener.local_addr()?;
+
+    // Advertise actual ports where the configuration asked for port 0.
+    let endpoints: Vec<Endpoint> = config
+        .advertised_listeners
+        .iter()
+        .map(|a| {
+            let bound_port = bound
+                .iter()
+                .find(|b| &*b.name == a.name)
+                .map(|b| b.local_addr.port());
+            let port = match (a.port, bound_port) {
+                (0, Some(p)) => p,
+                (p, _) => p,
+            };
+            Endpoint {
+                listener: a.name.clone(),
+                host: a.host.clone(),
+                port,
+            }
+        })
+        .collect();
+    let broker = Arc::new(Broker::new(
+        config.clone(),
+        dirs.cluster_id.clone(),
+        store.clone(),
+        replicas.clone(),
+        metrics,
+    ));
+    store
+        .submit(MetadataCommand::RegisterBroker(BrokerRegistration {
+            id: node_id,
+            endpoints: endpoints.clone(),
+            rack: config.rack.clone(),
+            incarnation: uuid::Uuid::new_v4(),
+        }))
+        .await
+        .context("registering this broker in the cluster metadata")?;
+
+    if let Some(path) = &ports_file {
+        let kafka: serde_json::Map<String, serde_json::Value> = bound
+            .iter()
+            .map(|b| (b.name.to_string(), b.local_addr.port().into()))
+            .collect();
+        let json = serde_json::json!({ "kafka": kafka, "http": http_addr.port() });
+        sluice_broker::log::checkpoint::write_atomic(path, json.to_string().as_bytes())?;
+    }
+
+    let connections = TaskTracker::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for b in bound {
+        tasks.spawn(server::serve(broker.clone(), b, connections.clone()));
+    }
+    tasks.spawn(maintenance::run(broker.clone()));
+    tasks.spawn(maintenance::watch_metadata(broker.clone()));
+    let http_task = tokio::spawn(http::serve(
+        http_listener,
+        http::router(broker.clone(), registry),
+        broker.shutdown.clone(),
+    ));
+    broker.set_ready(true);
+    tracing::info!(http = %http_addr, advertised = ?endpoints, "broker ready");
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: refusing new requests, finishing in-flight ones");
+    broker.set_ready(false);
+    broker.shutdown.cancel();
+    connections.close();
+    let timeout = Duration::from_millis(config.shutdown_timeout_ms);
+    if tokio::time::timeout(timeout, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            timeout_ms = config.shutdown_timeout_ms,
+            "in-flight requests did not finish in time"
+        );
+    }
+    while tasks.join_next().await.is_some() {}
+    let _ = http_task.await;
+    let replicas_final = replicas.clone();
+    tokio::task::spawn_blocking(move || {
+        let flushed = replicas_final.flush(true);
+        replicas_final.write_checkpoints().map(|()| flushed)
+    })
+    .await?
+    .map(|flushed| {
+        tracing::info!(
+            partitions_flushed = flushed,
+            "logs flushed and checkpointed; shut down cleanly"
+        )
+    })
+    .context("final checkpoint failed")?;
+    drop(dirs);
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            tracing::error!("cannot install signal handlers; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

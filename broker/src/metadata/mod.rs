@@ -1,0 +1,11 @@
+//! Cluster metadata: brokers, topics, partition assignments and dynamic configs.
+
+pub mod image;
+pub mod local;
+pub mod store;
+
+pub use image::{
+    BrokerRegistration, ClusterMetadata, Endpoint, MetadataCommand, MetadataError, PartitionState,
+    TopicMetadata,
+};
+pub use store::MetadataStore;

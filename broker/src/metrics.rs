@@ -1,0 +1,298 @@
+//! Prometheus metrics. Request metrics are label families keyed by static strings (no
+//! allocation per request); per-partition gauges are read from the partitions at scrape
+//! time.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::replica::ReplicaManager;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabel {
+    pub api: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabel {
+    pub api: &'static str,
+    pub error: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~26 s
+    Histogram::new(exponential_buckets(0.00005, 2.0, 20))
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    pub requests: Family<ApiLabel, Counter>,
+    pub request_duration: Family<ApiLabel, Histogram, fn() -> Histogram>,
+    pub partition_errors: Family<ErrorLabel, Counter>,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    pub connections_active: Gauge,
+    pub connections_accepted: Counter,
+    pub connection_errors: Family<ReasonLabel, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            requests: Family::default(),
+            request_duration: Family::new_with_constructor(latency_histogram),
+            partition_errors: Family::default(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            connections_active: Gauge::default(),
+            connections_accepted: Counter::default(),
+            connection_errors: Family::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts a connection closed because of bad input or policy.
+    pub fn connection_error(&self, reason: &'static str) {
+        self.connection_errors
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// Counts a partition-level error code in a response.
+    pub fn partition_error(&self, api: &'static str, code: i16) {
+        if code != 0 {
+            let error = kafka_protocol::ResponseError::try_from_code(code)
+                .map(error_name)
+                .unwrap_or("UNKNOWN");
+            self.partition_errors
+                .get_or_create(&ErrorLabel { api, error })
+                .inc();
+        }
+    }
+
+    pub fn registry(self: &Arc<Self>, replicas: Arc<ReplicaManager>) -> Registry {
+        let mut r = Registry::with_prefix("sluice");
+        r.register(
+            "requests",
+            "Requests handled, by API",
+            self.requests.clone(),
+        );
+        r.register(
+            "request_duration_seconds",
+            "Time from a request's arrival to its response being ready, by API",
+            self.request_duration.clone(),
+        );
+        r.register(
+            "partition_errors",
+            "Partition-level error codes returned, by API and error",
+            self.partition_errors.clone(),
+        );
+        r.register(
+            "network_bytes_in",
+            "Request bytes read from clients",
+            self.bytes_in.clone(),
+        );
+        r.register(
+            "network_bytes_out",
+            "Response bytes written to clients",
+            self.bytes_out.clone(),
+        );
+        r.register(
+            "connections_active",
+            "Open client connections",
+            self.connections_active.clone(),
+        );
+        r.register(
+            "connections_accepted",
+            "Client connections accepted",
+            self.connections_accepted.clone(),
+        );
+        r.register(
+            "connection_errors",
+            "Connections closed because of bad input or limits, by reason",
+            self.connection_errors.clone(),
+        );
+        r.register_collector(Box::new(PartitionCollector { replicas }));
+        r
+    }
+}
+
+/// Kafka's upper-case error names for metric labels.
+fn error_name(e: kafka_protocol::ResponseError) -> &'static str {
+    use kafka_protocol::ResponseError as E;
+    match e {
+        E::OffsetOutOfRange => "OFFSET_OUT_OF_RANGE",
+        E::CorruptMessage => "CORRUPT_MESSAGE",
+        E::UnknownTopicOrPartition => "UNKNOWN_TOPIC_OR_PARTITION",
+        E::NotLeaderOrFollower => "NOT_LEADER_OR_FOLLOWER",
+        E::MessageTooLarge => "MESSAGE_TOO_LARGE",
+        E::InvalidTopicException => "INVALID_TOPIC_EXCEPTION",
+        E::RecordListTooLarge => "RECORD_LIST_TOO_LARGE",
+        E::NotEnoughReplicas => "NOT_ENOUGH_REPLICAS",
+        E::InvalidTimestamp => "INVALID_TIMESTAMP",
+        E::UnsupportedVersion => "UNSUPPORTED_VERSION",
+        E::InvalidRecord => "INVALID_RECORD",
+        E::KafkaStorageError => "KAFKA_STORAGE_ERROR",
+        E::FencedLeaderEpoch => "FENCED_LEADER_EPOCH",
+        E::UnknownLeaderEpoch => "UNKNOWN_LEADER_EPOCH",
+        E::UnknownTopicId => "UNKNOWN_TOPIC_ID",
+        E::InvalidRequiredAcks => "INVALID_REQUIRED_ACKS",
+        E::UnsupportedForMessageFormat => "UNSUPPORTED_FOR_MESSAGE_FORMAT",
+        E::RequestTimedOut => "REQUEST_TIMED_OUT",
+        _ => "OTHER",
+    }
+}
+
+/// Per-partition gauges and counters, read at scrape time.
+#[derive(Debug)]
+struct PartitionCollector {
+    replicas: Arc<ReplicaManager>,
+}
+
+struct Sample<'a> {
+    topic: &'a str,
+    partition: i32,
+    value: i64,
+}
+
+fn encode_family(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    ty: MetricType,
+    samples: &[Sample<'_>],
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, ty)?;
+    for s in samples {
+        let labels = [
+            ("topic", s.topic.to_string()),
+            ("partition", s.partition.to_string()),
+        ];
+        let family = metric.encode_family(&labels)?;
+        match ty {
+            MetricType::Counter => CounterValue(s.value.max(0) as u64).encode(family)?,
+            _ => GaugeValue(s.value).encode(family)?,
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug)]
+struct GaugeValue(i64);
+impl EncodeMetric for GaugeValue {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        encoder.encode_gauge(&self.0)
+    }
+    fn metric_type(&self) -> MetricType {
+        MetricType::Gauge
+    }
+}
+
+#[derive(Debug)]
+struct CounterValue(u64);
+impl EncodeMetric for CounterValue {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        encoder.encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&self.0, None)
+    }
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
+    }
+}
+
+impl Collector for PartitionCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let partitions = self.replicas.all_partitions();
+        let mut rows: Vec<(&str, i32, [i64; 8])> = Vec::with_capacity(partitions.len());
+        for p in &partitions {
+            let (start, end, size, segments) = p.gauges();
+            rows.push((
+                &p.topic,
+                p.index,
+                [
+                    end,
+                    start,
+                    p.high_watermark(),
+                    size as i64,
+                    segments as i64,
+                    p.metrics.bytes_in.load(Ordering::Relaxed) as i64,
+                    p.metrics.bytes_out.load(Ordering::Relaxed) as i64,
+                    p.metrics.messages_in.load(Ordering::Relaxed) as i64,
+                ],
+            ));
+        }
+        let families: [(&str, &str, MetricType); 8] = [
+            (
+                "partition_log_end_offset",
+                "Next offset to be written",
+                MetricType::Gauge,
+            ),
+            (
+                "partition_log_start_offset",
+                "First offset still readable",
+                MetricType::Gauge,
+            ),
+            (
+                "partition_high_watermark",
+                "Offset up to which data is committed",
+                MetricType::Gauge,
+            ),
+            (
+                "partition_size_bytes",
+                "Bytes of the partition's segments on local disk",
+                MetricType::Gauge,
+            ),
+            (
+                "partition_segments",
+                "Segments of the partition on local disk",
+                MetricType::Gauge,
+            ),
+            (
+                "partition_bytes_in",
+                "Record batch bytes appended",
+                MetricType::Counter,
+            ),
+            (
+                "partition_bytes_out",
+                "Record batch bytes served to fetches",
+                MetricType::Counter,
+            ),
+            (
+                "partition_messages_in",
+                "Records appended",
+                MetricType::Counter,
+            ),
+        ];
+        for (i, (name, help, ty)) in families.iter().enumerate() {
+            let samples: Vec<Sample<'_>> = rows
+                .iter()
+                .map(|(topic, partition, values)| Sample {
+                    topic,
+                    partition: *partition,
+                    value: values[i],
+                })
+                .collect();
+            encode_family(&mut encoder, name, help, *ty, &samples)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,58 @@
+//! DeleteRecords: advance a partition's log start offset; whole segments below it go.
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+
+use super::RequestContext;
+
+pub async fn handle(ctx: &RequestContext, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let broker = &ctx.broker;
+    let mut changed = false;
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let mut r = DeleteRecordsPartitionResult::default()
+                        .with_partition_index(p.partition_index)
+                        .with_low_watermark(-1);
+                    match broker.replicas.get(&t.name.0, p.partition_index) {
+                        None => r.error_code = ResponseError::UnknownTopicOrPartition.code(),
+                        Some(partition) => match partition.delete_records_before(p.offset) {
+                            Ok(low) => {
+                                changed = true;
+                                r.low_watermark = low;
+                                tracing::info!(topic = %t.name.0, partition = p.partition_index,
+                                    log_start_offset = low, client = ctx.client(), "deleted records");
+                            }
+                            Err(e) => {
+                                r.error_code = e.error_code();
+                                broker.metrics.partition_error("delete_records", r.error_code);
+                            }
+                        },
+                    }
+                    r
+                })
+                .collect();
+            DeleteRecordsTopicResult::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    if changed {
+        // The new log start offset must survive a crash once acknowledged.
+        let replicas = broker.replicas.clone();
+        match tokio::task::spawn_blocking(move || replicas.write_checkpoints()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "writing log start offset checkpoint failed"),
+            Err(e) => tracing::error!(error = %e, "checkpoint task failed"),
+        }
+    }
+    DeleteRecordsResponse::default().with_topics(topics)
+}

@@ -1,0 +1,229 @@
+//! Fetch: serve byte ranges of segment files as stored, long-polling until `min_bytes`
+//! are available or `max_wait_ms` passes. Fetch sessions (KIP-227) are declined
+//! (session id 0), which every client handles by sending full requests.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use tokio::sync::watch;
+
+use super::RequestContext;
+use crate::log::segment::FileSlice;
+use crate::replica::Partition;
+use crate::replica::partition::ReadResult;
+
+/// One requested partition, resolved once per request.
+struct Target {
+    topic_idx: usize,
+    partition: i32,
+    fetch_offset: i64,
+    max_bytes: usize,
+    current_leader_epoch: i32,
+    hosted: Result<Arc<Partition>, i16>,
+}
+
+enum Planned {
+    Data { result: ReadResult },
+    Error(i16),
+}
+
+fn error_partition(index: i32, code: i16) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(index)
+        .with_error_code(code)
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1)
+}
+
+/// Locates data for every target without reading it; stops adding data once the
+/// request's `max_bytes` is reached (the first partition with data may exceed it: KIP-74).
+fn plan(targets: &[Target], request_max: usize) -> (Vec<Planned>, usize) {
+    let mut total = 0usize;
+    let planned = targets
+        .iter()
+        .map(|t| {
+            let p = match &t.hosted {
+                Ok(p) => p,
+                Err(code) => return Planned::Error(*code),
+            };
+            let budget = request_max.saturating_sub(total).min(t.max_bytes);
+            let min_one = total == 0;
+            if budget == 0 && !min_one {
+                // Still report offsets, just no data.
+                return match p.read(t.fetch_offset, 0, false, t.current_leader_epoch) {
+                    Ok(mut r) => {
+                        r.slice = None;
+                        Planned::Data { result: r }
+                    }
+                    Err(e) => Planned::Error(e.error_code()),
+                };
+            }
+            match p.read(
+                t.fetch_offset,
+                budget.max(1),
+                min_one,
+                t.current_leader_epoch,
+            ) {
+                Ok(r) => {
+                    total += r.slice.as_ref().map(|s| s.len).unwrap_or(0);
+                    Planned::Data { result: r }
+                }
+                Err(e) => Planned::Error(e.error_code()),
+            }
+        })
+        .collect();
+    (planned, total)
+}
+
+fn read_slice(slice: &FileSlice) -> Result<bytes::Bytes, std::io::Error> {
+    slice.read()
+}
+
+pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
+    let broker = &ctx.broker;
+    let v = ctx.version;
+    if req.session_id != 0 {
+        return FetchResponse::default()
+            .with_error_code(ResponseError::FetchSessionIdNotFound.code());
+    }
+    let mut targets = Vec::new();
+    for (ti, topic) in req.topics.iter().enumerate() {
+        let name: Option<Arc<str>> = if v >= 13 {
+            broker.replicas.topic_name(&topic.topic_id)
+        } else {
+            Some(Arc::from(topic.topic.0.as_str()))
+        };
+        for p in &topic.partitions {
+            let hosted = match &name {
+                None => Err(ResponseError::UnknownTopicId.code()),
+                Some(name) => broker.replicas.get(name, p.partition).ok_or_else(|| {
+                    let md = broker.metadata.current();
+                    let exists = md.topics.get(&**name).is_some_and(|t| {
+                        p.partition >= 0 && (p.partition as usize) < t.partitions.len()
+                    });
+                    if exists {
+                        ResponseError::NotLeaderOrFollower.code()
+                    } else {
+                        ResponseError::UnknownTopicOrPartition.code()
+                    }
+                }),
+            };
+            targets.push(Target {
+                topic_idx: ti,
+                partition: p.partition,
+                fetch_offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes.max(0) as usize,
+                current_leader_epoch: if v >= 9 { p.current_leader_epoch } else { -1 },
+                hosted,
+            });
+        }
+    }
+    let request_max = if v >= 3 {
+        req.max_bytes.max(0) as usize
+    } else {
+        usize::MAX
+    };
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+
+    // Subscribe before looking, so an append between the look and the wait is not missed.
+    let mut watches: Vec<watch::Receiver<i64>> = targets
+        .iter()
+        .filter_map(|t| t.hosted.as_ref().ok().map(|p| p.subscribe_high_watermark()))
+        .collect();
+    let planned = loop {
+        for w in &mut watches {
+            w.mark_unchanged();
+        }
+        let (planned, total) = plan(&targets, request_max);
+        let has_error = planned.iter().any(|p| matches!(p, Planned::Error(_)));
+        if total >= min_bytes || has_error {
+            break planned;
+        }
+        if tokio::time::Instant::now() >= deadline || broker.shutdown.is_cancelled() {
+            break planned;
+        }
+        let mut changed: FuturesUnordered<_> = watches.iter_mut().map(|w| w.changed()).collect();
+        tokio::select! {
+            _ = changed.next() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = broker.shutdown.cancelled() => {}
+        }
+    };
+
+    let mut topics: Vec<FetchableTopicResponse> = req
+        .topics
+        .iter()
+        .map(|t| {
+            let mut r = FetchableTopicResponse::default();
+            if v >= 13 {
+                r.topic_id = t.topic_id;
+            } else {
+                r.topic = TopicName(t.topic.0.clone());
+            }
+            r
+        })
+        .collect();
+    for (t, plan) in targets.iter().zip(planned) {
+        let data = match plan {
+            Planned::Error(code) => {
+                broker.metrics.partition_error("fetch", code);
+                error_partition(t.partition, code)
+            }
+            Planned::Data { result } => {
+                let records = match &result.slice {
+                    Some(slice) => match read_slice(slice) {
+                        Ok(b) => {
+                            if let Ok(p) = &t.hosted {
+                                p.metrics
+                                    .bytes_out
+                                    .fetch_add(b.len() as u64, Ordering::Relaxed);
+                            }
+                            Some(b)
+                        }
+                        Err(e) => {
+                            tracing::error!(partition = t.partition, error = %e, "reading segment for fetch failed");
+                            topics_push(
+                                &mut topics,
+                                t.topic_idx,
+                                error_partition(
+                                    t.partition,
+                                    ResponseError::KafkaStorageError.code(),
+                                ),
+                            );
+                            continue;
+                        }
+                    },
+                    None => Some(bytes::Bytes::new()),
+                };
+                let o = result.offsets;
+                let mut d = PartitionData::default()
+                    .with_partition_index(t.partition)
+                    .with_high_watermark(o.high_watermark)
+                    .with_last_stable_offset(o.last_stable_offset)
+                    .with_log_start_offset(o.log_start_offset)
+                    .with_records(records);
+                if v >= 4 {
+                    d.aborted_transactions = Some(Vec::new());
+                }
+                d
+            }
+        };
+        topics_push(&mut topics, t.topic_idx, data);
+    }
+    FetchResponse::default().with_responses(topics)
+}
+
+fn topics_push(topics: &mut [FetchableTopicResponse], idx: usize, data: PartitionData) {
+    if let Some(t) = topics.get_mut(idx) {
+        t.partitions.push(data);
+    }
+}

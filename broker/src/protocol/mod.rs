@@ -1,0 +1,258 @@
+//! Kafka request handling: decode a frame with kafka-protocol, run the API's handler,
+//! encode the response. One module per API.
+
+mod api_versions;
+mod configs;
+mod create_partitions;
+mod create_topics;
+mod delete_records;
+mod delete_topics;
+mod describe_cluster;
+mod fetch;
+mod legacy_produce;
+mod list_offsets;
+mod metadata;
+mod offset_for_leader_epoch;
+mod produce;
+pub mod topics;
+pub mod versions;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+use crate::broker::Broker;
+use crate::metrics::ApiLabel;
+
+/// What the connection does after a request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Send this frame (size prefix included).
+    Respond(Bytes),
+    /// acks=0 produce: nothing is sent back.
+    NoResponse,
+    /// Protocol violation: log it and close the connection, as Kafka does.
+    Close(String),
+}
+
+/// Per-request facts handlers may need.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub broker: Arc<Broker>,
+    pub api: ApiKey,
+    pub version: i16,
+    pub correlation_id: i32,
+    pub client_id: Option<StrBytes>,
+    pub peer: SocketAddr,
+    /// Name of the listener the request arrived on: Metadata answers with the brokers'
+    /// endpoints on the same listener.
+    pub listener: Arc<str>,
+}
+
+impl RequestContext {
+    pub fn client(&self) -> &str {
+        self.client_id.as_deref().unwrap_or("-")
+    }
+}
+
+/// Encodes a response frame: size, header, body.
+pub fn encode_frame<R: Encodable>(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &R,
+) -> Result<Bytes, String> {
+    let header_version = api.response_header_version(version);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let size = header
+        .compute_size(header_version)
+        .and_then(|h| body.compute_size(version).map(|b| h + b))
+        .map_err(|e| format!("cannot size {api:?} v{version} response: {e}"))?;
+    let mut buf = BytesMut::with_capacity(4 + size);
+    buf.put_i32(size as i32);
+    header
+        .encode(&mut buf, header_version)
+        .and_then(|()| body.encode(&mut buf, version))
+        .map_err(|e| format!("cannot encode {api:?} v{version} response: {e}"))?;
+    Ok(buf.freeze())
+}
+
+fn respond<R: Encodable>(ctx: &RequestContext, body: &R) -> Outcome {
+    match encode_frame(ctx.api, ctx.version, ctx.correlation_id, body) {
+        Ok(b) => Outcome::Respond(b),
+        Err(e) => Outcome::Close(e),
+    }
+}
+
+fn be_i16(b: &[u8]) -> i16 {
+    i16::from_be_bytes([b[0], b[1]])
+}
+
+/// Handles one request frame (without its size prefix).
+pub async fn handle_frame(
+    broker: &Arc<Broker>,
+    mut frame: Bytes,
+    peer: SocketAddr,
+    listener: &Arc<str>,
+) -> Outcome {
+    if frame.len() < 8 {
+        broker.metrics.connection_error("malformed_request");
+        return Outcome::Close(format!(
+            "request of {} bytes is too short for a header",
+            frame.len()
+        ));
+    }
+    let raw_key = be_i16(&frame[0..2]);
+    let version = be_i16(&frame[2..4]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let Ok(api) = ApiKey::try_from(raw_key) else {
+        broker.metrics.connection_error("unknown_api");
+        return Outcome::Close(format!("unknown API key {raw_key}"));
+    };
+    let Some((min, max)) = versions::supported_range(api) else {
+        broker.metrics.connection_error("unsupported_api");
+        return Outcome::Close(format!("API {api:?} is not supported by this broker"));
+    };
+    if api == ApiKey::ApiVersions && !(min..=max).contains(&version) {
+        // A newer client: answer in v0 so it can pick a version we speak (KIP-511).
+        return api_versions::unsupported_version_response(correlation_id);
+    }
+    if api == ApiKey::Produce && (0..=versions::LEGACY_PRODUCE_MAX).contains(&version) {
+        broker.metrics.connection_error("legacy_produce");
+        return legacy_produce::reject(frame, version, correlation_id);
+    }
+    if !(min..=max).contains(&version) {
+        broker.metrics.connection_error("unsupported_version");
+        return Outcome::Close(format!(
+            "{api:?} v{version} is not supported (supported: v{min}-v{max})"
+        ));
+    }
+    let header = match RequestHeader::decode(&mut frame, api.request_header_version(version)) {
+        Ok(h) => h,
+        Err(e) => {
+            broker.metrics.connection_error("malformed_request");
+            return Outcome::Close(format!("malformed {api:?} v{version} request header: {e}"));
+        }
+    };
+    let ctx = RequestContext {
+        broker: broker.clone(),
+        api,
+        version,
+        correlation_id,
+        client_id: header.client_id,
+        peer,
+        listener: listener.clone(),
+    };
+    let started = Instant::now();
+    let outcome = dispatch(&ctx, frame).await;
+    let label = ApiLabel {
+        api: versions::api_name(api),
+    };
+    broker.metrics.requests.get_or_create(&label).inc();
+    broker
+        .metrics
+        .request_duration
+        .get_or_create(&label)
+        .observe(started.elapsed().as_secs_f64());
+    if let Outcome::Close(reason) = &outcome
+        && reason.starts_with("malformed")
+    {
+        broker.metrics.connection_error("malformed_request");
+    }
+    outcome
+}
+
+macro_rules! decode_or_close {
+    ($ty:ty, $ctx:expr, $body:expr) => {
+        match <$ty>::decode(&mut $body, $ctx.version) {
+            Ok(r) => r,
+            Err(e) => {
+                return Outcome::Close(format!(
+                    "malformed {:?} v{} request body: {e}",
+                    $ctx.api, $ctx.version
+                ));
+            }
+        }
+    };
+}
+
+async fn dispatch(ctx: &RequestContext, mut body: Bytes) -> Outcome {
+    use kafka_protocol::messages as m;
+    match ctx.api {
+        ApiKey::ApiVersions => {
+            let req = decode_or_close!(m::ApiVersionsRequest, ctx, body);
+            respond(ctx, &api_versions::handle(ctx, req))
+        }
+        ApiKey::Metadata => {
+            let req = decode_or_close!(m::MetadataRequest, ctx, body);
+            respond(ctx, &metadata::handle(ctx, req).await)
+        }
+        ApiKey::Produce => {
+            let req = decode_or_close!(m::ProduceRequest, ctx, body);
+            let acks = req.acks;
+            let (resp, failed) = produce::handle(ctx, req).await;
+            match (acks, failed) {
+                // The only way to tell an acks=0 producer something went wrong.
+                (0, true) => Outcome::Close(
+                    "acks=0 produce failed; closing so the producer refreshes metadata".into(),
+                ),
+                (0, false) => Outcome::NoResponse,
+                _ => respond(ctx, &resp),
+            }
+        }
+        ApiKey::Fetch => {
+            let req = decode_or_close!(m::FetchRequest, ctx, body);
+            respond(ctx, &fetch::handle(ctx, req).await)
+        }
+        ApiKey::ListOffsets => {
+            let req = decode_or_close!(m::ListOffsetsRequest, ctx, body);
+            respond(ctx, &list_offsets::handle(ctx, req))
+        }
+        ApiKey::CreateTopics => {
+            let req = decode_or_close!(m::CreateTopicsRequest, ctx, body);
+            respond(ctx, &create_topics::handle(ctx, req).await)
+        }
+        ApiKey::DeleteTopics => {
+            let req = decode_or_close!(m::DeleteTopicsRequest, ctx, body);
+            respond(ctx, &delete_topics::handle(ctx, req).await)
+        }
+        ApiKey::CreatePartitions => {
+            let req = decode_or_close!(m::CreatePartitionsRequest, ctx, body);
+            respond(ctx, &create_partitions::handle(ctx, req).await)
+        }
+        ApiKey::DeleteRecords => {
+            let req = decode_or_close!(m::DeleteRecordsRequest, ctx, body);
+            respond(ctx, &delete_records::handle(ctx, req).await)
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            let req = decode_or_close!(m::OffsetForLeaderEpochRequest, ctx, body);
+            respond(ctx, &offset_for_leader_epoch::handle(ctx, req))
+        }
+        ApiKey::DescribeConfigs => {
+            let req = decode_or_close!(m::DescribeConfigsRequest, ctx, body);
+            respond(ctx, &configs::describe(ctx, req))
+        }
+        ApiKey::AlterConfigs => {
+            let req = decode_or_close!(m::AlterConfigsRequest, ctx, body);
+            respond(ctx, &configs::alter(ctx, req).await)
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let req = decode_or_close!(m::IncrementalAlterConfigsRequest, ctx, body);
+            respond(ctx, &configs::incremental_alter(ctx, req).await)
+        }
+        ApiKey::DescribeCluster => {
+            let req = decode_or_close!(m::DescribeClusterRequest, ctx, body);
+            respond(ctx, &describe_cluster::handle(ctx, req))
+        }
+        other => Outcome::Close(format!("API {other:?} is not supported by this broker")),
+    }
+}
+
+/// `Some(message)` as the StrBytes clients display.
+pub fn msg(s: impl Into<String>) -> Option<StrBytes> {
+    Some(StrBytes::from_string(s.into()))
+}

@@ -1,0 +1,212 @@
+//! Produce: validate batch headers, append as stored, answer by acks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{RequestContext, msg};
+use crate::broker::now_ms;
+use crate::log::config::TimestampType;
+use crate::log::partition_log::FlushJob;
+use crate::log::validate;
+use crate::replica::{Partition, PartitionError};
+
+/// A partition append whose response still waits for acks=all or an fsync.
+struct Pending {
+    topic_idx: usize,
+    partition_idx: usize,
+    partition: Arc<Partition>,
+    required_offset: i64,
+    flush: Option<FlushJob>,
+}
+
+fn error_response(index: i32, code: i16, message: Option<String>) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(code)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(message.map(StrBytes::from_string))
+}
+
+/// Handles a produce request. Returns the response and whether any partition failed
+/// (an acks=0 producer only learns of failures by the connection closing).
+pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> (ProduceResponse, bool) {
+    let broker = &ctx.broker;
+    let v = ctx.version;
+    let acks = req.acks;
+    let now = now_ms();
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut topics = Vec::with_capacity(req.topic_data.len());
+    let mut any_error = false;
+    for (ti, topic) in req.topic_data.into_iter().enumerate() {
+        let name: Option<Arc<str>> = if v >= 13 {
+            broker.replicas.topic_name(&topic.topic_id)
+        } else {
+            Some(Arc::from(topic.name.0.as_str()))
+        };
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for (pi, pd) in topic.partition_data.into_iter().enumerate() {
+            let index = pd.index;
+            let Some(name) = name.as_ref() else {
+                any_error = true;
+                partitions.push(error_response(
+                    index,
+                    ResponseError::UnknownTopicId.code(),
+                    None,
+                ));
+                continue;
+            };
+            if !matches!(acks, -1..=1) {
+                any_error = true;
+                partitions.push(error_response(
+                    index,
+                    ResponseError::InvalidRequiredAcks.code(),
+                    Some(format!("acks={acks} is not one of -1, 0, 1")),
+                ));
+                continue;
+            }
+            let Some(partition) = broker.replicas.get(name, index) else {
+                any_error = true;
+                let md = broker.metadata.current();
+                let exists = md
+                    .topics
+                    .get(&**name)
+                    .is_some_and(|t| index >= 0 && (index as usize) < t.partitions.len());
+                let code = if exists {
+                    ResponseError::NotLeaderOrFollower
+                } else {
+                    ResponseError::UnknownTopicOrPartition
+                };
+                broker.metrics.partition_error("produce", code.code());
+                partitions.push(error_response(index, code.code(), None));
+                continue;
+            };
+            let records = pd.records.unwrap_or_default();
+            let config = partition.config();
+            let prepared = match validate::prepare(&records, &config, now) {
+                Ok(p) => p,
+                Err(e) => {
+                    any_error = true;
+                    tracing::warn!(topic = %name, partition = index, client = ctx.client(),
+                        peer = %ctx.peer, error = %e, "rejected produce");
+                    broker.metrics.partition_error("produce", e.error_code());
+                    let mut r = error_response(index, e.error_code(), Some(e.to_string()));
+                    if v >= 8 {
+                        r.record_errors = vec![
+                            BatchIndexAndErrorMessage::default()
+                                .with_batch_index(0)
+                                .with_batch_index_error_message(msg(e.to_string())),
+                        ];
+                    }
+                    partitions.push(r);
+                    continue;
+                }
+            };
+            match partition.append(&prepared, acks, now) {
+                Ok(outcome) => {
+                    let log_append_time = match config.timestamp_type {
+                        TimestampType::LogAppendTime => now,
+                        TimestampType::CreateTime => -1,
+                    };
+                    partitions.push(
+                        PartitionProduceResponse::default()
+                            .with_index(index)
+                            .with_base_offset(outcome.info.first_offset)
+                            .with_log_append_time_ms(log_append_time)
+                            .with_log_start_offset(outcome.info.log_start_offset),
+                    );
+                    if acks == -1 || outcome.flush.is_some() {
+                        pending.push(Pending {
+                            topic_idx: ti,
+                            partition_idx: pi,
+                            partition,
+                            required_offset: outcome.info.last_offset + 1,
+                            flush: outcome.flush,
+                        });
+                    }
+                }
+                Err(e) => {
+                    any_error = true;
+                    let code = e.error_code();
+                    broker.metrics.partition_error("produce", code);
+                    if matches!(e, PartitionError::Log(_)) {
+                        tracing::error!(topic = %name, partition = index, error = %e, "append failed");
+                    }
+                    let mut r = error_response(index, code, Some(e.to_string()));
+                    if let PartitionError::NotLeader { leader, .. } = e
+                        && v >= 10
+                    {
+                        r.current_leader = LeaderIdAndEpoch::default()
+                            .with_leader_id(BrokerId(leader))
+                            .with_leader_epoch(partition.leadership().leader_epoch);
+                    }
+                    partitions.push(r);
+                }
+            }
+        }
+        let mut t = TopicProduceResponse::default().with_partition_responses(partitions);
+        if v >= 13 {
+            t.topic_id = topic.topic_id;
+        } else {
+            t.name = TopicName(topic.name.0);
+        }
+        topics.push(t);
+    }
+
+    let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
+    for mut p in pending {
+        let result = complete(&mut p, acks, timeout).await;
+        if let Err(code) = result {
+            any_error = true;
+            broker.metrics.partition_error("produce", code);
+            if let Some(r) = topics
+                .get_mut(p.topic_idx)
+                .and_then(|t| t.partition_responses.get_mut(p.partition_idx))
+            {
+                let index = r.index;
+                *r = error_response(index, code, None);
+            }
+        }
+    }
+    (ProduceResponse::default().with_responses(topics), any_error)
+}
+
+/// Waits for what the response promises: the fsync demanded by `flush.messages`, and for
+/// acks=all the high watermark passing the appended records.
+async fn complete(p: &mut Pending, acks: i16, timeout: Duration) -> Result<(), i16> {
+    if let Some(job) = p.flush.take() {
+        let partition = p.partition.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let r = job.run();
+            partition.finish_flush(job, r)
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(topic = %p.partition.topic, partition = p.partition.index, error = %e, "fsync after flush.messages failed");
+                return Err(ResponseError::KafkaStorageError.code());
+            }
+            Err(_) => return Err(ResponseError::KafkaStorageError.code()),
+        }
+    }
+    if acks == -1 {
+        let mut rx = p.partition.subscribe_high_watermark();
+        let reached =
+            tokio::time::timeout(timeout, rx.wait_for(|hw| *hw >= p.required_offset)).await;
+        match reached {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return Err(ResponseError::NotLeaderOrFollower.code()),
+            Err(_) => return Err(ResponseError::RequestTimedOut.code()),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! Topic administration shared by CreateTopics, CreatePartitions, DeleteTopics and
+//! Metadata auto-creation: name rules, replica placement, committing to metadata.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use crate::broker::Broker;
+use crate::config::topic::validate_topic_configs;
+use crate::metadata::{ClusterMetadata, MetadataCommand, MetadataError};
+
+/// A per-topic failure with its Kafka error code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicError {
+    pub code: i16,
+    pub message: String,
+}
+
+impl TopicError {
+    pub fn new(e: ResponseError, message: impl Into<String>) -> Self {
+        Self {
+            code: e.code(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<MetadataError> for TopicError {
+    fn from(e: MetadataError) -> Self {
+        let code = match &e {
+            MetadataError::TopicExists(_) => ResponseError::TopicAlreadyExists,
+            MetadataError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+            MetadataError::InvalidAssignment(_) => ResponseError::InvalidReplicaAssignment,
+            MetadataError::Storage(_) | MetadataError::Closed => ResponseError::UnknownServerError,
+        };
+        TopicError::new(code, e.to_string())
+    }
+}
+
+const MAX_NAME_LEN: usize = 249;
+
+/// Kafka's topic name rules.
+pub fn validate_name(name: &str) -> Result<(), TopicError> {
+    let invalid = |why: String| Err(TopicError::new(ResponseError::InvalidTopicException, why));
+    if name.is_empty() {
+        return invalid("Topic name is illegal, it can't be empty".into());
+    }
+    if name == "." || name == ".." {
+        return invalid(format!("Topic name cannot be \"{name}\""));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return invalid(format!(
+            "Topic name is illegal, it can't be longer than {MAX_NAME_LEN} characters, topic name: {name}"
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return invalid(format!(
+            "Topic name \"{name}\" is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// Kafka refuses names that differ only in '.' vs '_': they collide in metric names.
+fn collision<'a>(md: &'a ClusterMetadata, name: &str) -> Option<&'a str> {
+    let norm = |s: &str| s.replace('.', "_");
+    let n = norm(name);
+    md.topics
+        .keys()
+        .find(|t| t.as_str() != name && norm(t) == n)
+        .map(String::as_str)
+}
+
+/// Places `count` new partitions starting at `first`, spreading leaders round-robin over
+/// the registered brokers.
+pub fn assign(
+    md: &ClusterMetadata,
+    name: &str,
+    first: i32,
+    count: i32,
+    replication_factor: i16,
+) -> Result<Vec<Vec<i32>>, TopicError> {
+    let brokers: Vec<i32> = md.brokers.keys().copied().collect();
+    if replication_factor < 1 {
+        return Err(TopicError::new(
+            ResponseError::InvalidReplicationFactor,
+            "Replication factor must be larger than 0.",
+        ));
+    }
+    if replication_factor as usize > brokers.len() {
+        return Err(TopicError::new(
+            ResponseError::InvalidReplicationFactor,
+            format!(
+                "Replication factor: {replication_factor} larger than available brokers: {}.",
+                brokers.len()
+            ),
+        ));
+    }
+    let n = brokers.len();
+    // A stable start per topic spreads leaders of many topics over the brokers.
+    let start = name
+        .bytes()
+        .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize))
+        % n;
+    Ok((first..first + count)
+        .map(|p| {
+            (0..replication_factor as usize)
+                .map(|r| brokers[(start + p as usize + r) % n])
+                .collect()
+        })
+        .collect())
+}
+
+/// A validated request to create one topic.
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub name: String,
+    pub num_partitions: i32,
+    pub replication_factor: i16,
+    pub assignments: Option<Vec<Vec<i32>>>,
+    pub configs: BTreeMap<String, String>,
+}
+
+/// Result of a successful (or validated) creation.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub id: Uuid,
+    pub num_partitions: i32,
+    pub replication_factor: i16,
+}
+
+/// Validates and, unless `validate_only`, commits a new topic; then opens its local
+/// partitions so produce requests right after the response find them.
+pub async fn create(
+    broker: &Arc<Broker>,
+    t: NewTopic,
+    validate_only: bool,
+) -> Result<Created, TopicError> {
+    validate_name(&t.name)?;
+    let md = broker.metadata.current();
+    if md.topics.contains_key(&t.name) {
+        return Err(TopicError::new(
+            ResponseError::TopicAlreadyExists,
+            format!("Topic '{}' already exists.", t.name),
+        ));
+    }
+    if let Some(other) = collision(&md, &t.name) {
+        return Err(TopicError::new(
+            ResponseError::InvalidTopicException,
+            format!("Topic '{}' collides with existing topic: {other}", t.name),
+        ));
+    }
+    validate_topic_configs(&t.configs)
+        .map_err(|e| TopicError::new(ResponseError::InvalidConfig, e))?;
+    let assignments = match t.assignments {
+        Some(a) => {
+            if t.num_partitions != -1 || t.replication_factor != -1 {
+                return Err(TopicError::new(
+                    ResponseError::InvalidRequest,
+                    "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.",
+                ));
+            }
+            a
+        }
+        None => {
+            let partitions = if t.num_partitions == -1 {
+                broker.config.num_partitions
+            } else {
+                t.num_partitions
+            };
+            if partitions < 1 {
+                return Err(TopicError::new(
+                    ResponseError::InvalidPartitions,
+                    "Number of partitions must be larger than 0.",
+                ));
+            }
+            let rf = if t.replication_factor == -1 {
+                broker.config.default_replication_factor
+            } else {
+                t.replication_factor
+            };
+            assign(&md, &t.name, 0, partitions, rf)?
+        }
+    };
+    let created = Created {
+        id: Uuid::new_v4(),
+        num_partitions: assignments.len() as i32,
+        replication_factor: assignments.first().map(|r| r.len() as i16).unwrap_or(0),
+    };
+    let cmd = MetadataCommand::CreateTopic {
+        name: t.name.clone(),
+        id: created.id,
+        assignments,
+        configs: t.configs,
+    };
+    if validate_only {
+        // Run the state machine on a copy: same checks, nothing committed.
+        let mut copy = (*md).clone();
+        copy.apply(&cmd)?;
+        return Ok(created);
+    }
+    let md = broker.metadata.submit(cmd).await?;
+    apply_locally(broker, md).await;
+    tracing::info!(topic = %t.name, partitions = created.num_partitions,
+        replication_factor = created.replication_factor, "created topic");
+    Ok(created)
+}
+
+/// Applies a metadata image to the local replicas now, rather than waiting for the
+/// metadata watcher, so this broker serves what it just committed.
+pub async fn apply_locally(broker: &Arc<Broker>, md: Arc<ClusterMetadata>) {
+    let replicas = broker.replicas.clone();
+    let result = tokio::task::spawn_blocking(move || replicas.apply_metadata(&md)).await;
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "applying metadata to local partitions failed"),
+        Err(e) => tracing::error!(error = %e, "applying metadata to local partitions panicked"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::BrokerRegistration;
+
+    #[test]
+    fn names() {
+        assert!(validate_name("orders.v1_x-2").is_ok());
+        for bad in ["", ".", "..", "a b", "ü", &"x".repeat(250)] {
+            assert_eq!(
+                validate_name(bad).unwrap_err().code,
+                ResponseError::InvalidTopicException.code()
+            );
+        }
+    }
+
+    #[test]
+    fn placement_and_collisions() {
+        let mut md = ClusterMetadata::new("c".into());
+        for id in [1, 2, 3] {
+            md.apply(&MetadataCommand::RegisterBroker(BrokerRegistration {
+                id,
+                endpoints: vec![],
+                rack: None,
+                incarnation: Uuid::nil(),
+            }))
+            .unwrap();
+        }
+        let a = assign(&md, "t", 0, 6, 2).unwrap();
+        assert_eq!(a.len(), 6);
+        let leaders: std::collections::BTreeSet<i32> = a.iter().map(|r| r[0]).collect();
+        assert_eq!(leaders.len(), 3);
+        assert!(a.iter().all(|r| r[0] != r[1]));
+        assert_eq!(
+            assign(&md, "t", 0, 1, 4).unwrap_err().code,
+            ResponseError::InvalidReplicationFactor.code()
+        );
+        md.apply(&MetadataCommand::CreateTopic {
+            name: "a.b".into(),
+            id: Uuid::new_v4(),
+            assignments: vec![vec![1]],
+            configs: BTreeMap::new(),
+        })
+        .unwrap();
+        assert_eq!(collision(&md, "a_b"), Some("a.b"));
+        assert_eq!(collision(&md, "a.b"), None);
+    }
+}

@@ -1,0 +1,78 @@
+//! The APIs and version ranges this broker implements: exactly what ApiVersions
+//! advertises.
+
+use kafka_protocol::messages::ApiKey;
+
+/// (API, lowest advertised, highest implemented).
+///
+/// Produce is advertised from v0 although v0-v2 (magic 0/1 message sets) are answered
+/// with UNSUPPORTED_VERSION: librdkafka only enables compression and timestamps when the
+/// advertised Produce range reaches back to v0-v2, and Apache Kafka 4 does the same.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 0, 13),
+    (ApiKey::Fetch, 4, 18),
+    (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::Metadata, 0, 13),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 2),
+];
+
+/// Produce versions advertised for client compatibility but not served.
+pub const LEGACY_PRODUCE_MAX: i16 = 2;
+
+pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, min, max)| (*min, *max))
+}
+
+/// Stable lower-case name for logs and metric labels.
+pub fn api_name(key: ApiKey) -> &'static str {
+    match key {
+        ApiKey::Produce => "produce",
+        ApiKey::Fetch => "fetch",
+        ApiKey::ListOffsets => "list_offsets",
+        ApiKey::Metadata => "metadata",
+        ApiKey::ApiVersions => "api_versions",
+        ApiKey::CreateTopics => "create_topics",
+        ApiKey::DeleteTopics => "delete_topics",
+        ApiKey::DeleteRecords => "delete_records",
+        ApiKey::OffsetForLeaderEpoch => "offset_for_leader_epoch",
+        ApiKey::DescribeConfigs => "describe_configs",
+        ApiKey::AlterConfigs => "alter_configs",
+        ApiKey::CreatePartitions => "create_partitions",
+        ApiKey::IncrementalAlterConfigs => "incremental_alter_configs",
+        ApiKey::DescribeCluster => "describe_cluster",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_within_what_kafka_protocol_can_encode() {
+        for (key, min, max) in SUPPORTED {
+            let crate_range = key.valid_versions();
+            let served_min = if *key == ApiKey::Produce {
+                LEGACY_PRODUCE_MAX + 1
+            } else {
+                *min
+            };
+            assert!(
+                served_min >= crate_range.min && *max <= crate_range.max,
+                "{key:?} {min}..{max} vs crate {crate_range}"
+            );
+        }
+    }
+}

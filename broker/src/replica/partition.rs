@@ -1,0 +1,438 @@
+//! A partition replica hosted by this broker: its log plus the leadership state
+//! (leader epoch, ISR, high watermark) that decides what may be written and read.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use kafka_protocol::ResponseError;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::log::partition_log::FlushJob;
+use crate::log::segment::FileSlice;
+use crate::log::validate::PreparedBatch;
+use crate::log::{AppendInfo, LogConfig, LogError, PartitionLog};
+use crate::metadata::PartitionState;
+
+/// Why a partition operation failed, with the Kafka error code clients act on.
+#[derive(Debug, thiserror::Error)]
+pub enum PartitionError {
+    #[error("this broker is not the leader of {topic}-{partition} (leader {leader})")]
+    NotLeader {
+        topic: Arc<str>,
+        partition: i32,
+        leader: i32,
+    },
+    #[error("leader epoch {requested} is older than the current epoch {current}")]
+    FencedLeaderEpoch { requested: i32, current: i32 },
+    #[error("leader epoch {requested} is newer than the current epoch {current}")]
+    UnknownLeaderEpoch { requested: i32, current: i32 },
+    #[error("{in_sync} replicas in sync, min.insync.replicas is {required}")]
+    NotEnoughReplicas { in_sync: usize, required: i32 },
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+impl PartitionError {
+    pub fn error_code(&self) -> i16 {
+        match self {
+            PartitionError::NotLeader { .. } => ResponseError::NotLeaderOrFollower.code(),
+            PartitionError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch.code(),
+            PartitionError::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch.code(),
+            PartitionError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas.code(),
+            PartitionError::Log(LogError::OffsetOutOfRange { .. }) => {
+                ResponseError::OffsetOutOfRange.code()
+            }
+            PartitionError::Log(_) => ResponseError::KafkaStorageError.code(),
+        }
+    }
+}
+
+/// Leadership as last committed to the metadata log.
+#[derive(Debug, Clone)]
+pub struct Leadership {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+}
+
+impl From<&PartitionState> for Leadership {
+    fn from(p: &PartitionState) -> Self {
+        Self {
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+            replicas: p.replicas.clone(),
+            isr: p.isr.clone(),
+        }
+    }
+}
+
+/// Counters exported per partition; updated with relaxed atomics on the hot path.
+#[derive(Debug, Default)]
+pub struct PartitionMetrics {
+    pub bytes_in: AtomicU64,
+    pub messages_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+}
+
+/// Offsets a fetch response reports alongside the data.
+#[derive(Debug, Clone, Copy)]
+pub struct LogOffsets {
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+#[derive(Debug)]
+pub struct ReadResult {
+    pub offsets: LogOffsets,
+    pub slice: Option<FileSlice>,
+}
+
+#[derive(Debug)]
+pub struct AppendOutcome {
+    pub info: AppendInfo,
+    /// Set when `flush.messages` was reached: the produce response waits for it.
+    pub flush: Option<FlushJob>,
+}
+
+#[derive(Debug)]
+pub struct Partition {
+    pub topic: Arc<str>,
+    pub topic_id: Uuid,
+    pub index: i32,
+    /// The `log.dirs` entry holding this partition.
+    pub log_root: PathBuf,
+    broker_id: i32,
+    log: Mutex<PartitionLog>,
+    config: RwLock<Arc<LogConfig>>,
+    leadership: RwLock<Leadership>,
+    high_watermark: AtomicI64,
+    hw_tx: watch::Sender<i64>,
+    pub metrics: PartitionMetrics,
+}
+
+impl Partition {
+    pub fn new(
+        topic_id: Uuid,
+        log_root: PathBuf,
+        broker_id: i32,
+        log: PartitionLog,
+        leadership: Leadership,
+        checkpointed_hw: Option<i64>,
+    ) -> Self {
+        let leo = log.log_end_offset();
+        // A sole replica has everything it holds committed; otherwise only what the
+        // checkpoint says was.
+        let hw = if leadership.isr == [broker_id] {
+            leo
+        } else {
+            checkpointed_hw
+                .unwrap_or(0)
+                .clamp(log.log_start_offset(), leo)
+        };
+        let (hw_tx, _) = watch::channel(hw);
+        Self {
+            topic: log.topic().clone(),
+            index: log.partition(),
+            topic_id,
+            log_root,
+            broker_id,
+            config: RwLock::new(Arc::new(log.config().clone())),
+            log: Mutex::new(log),
+            leadership: RwLock::new(leadership),
+            high_watermark: AtomicI64::new(hw),
+            hw_tx,
+            metrics: PartitionMetrics::default(),
+        }
+    }
+
+    pub fn config(&self) -> Arc<LogConfig> {
+        self.config.read().clone()
+    }
+
+    pub fn set_config(&self, config: LogConfig) {
+        if **self.config.read() == config {
+            return;
+        }
+        self.log.lock().set_config(config.clone());
+        *self.config.write() = Arc::new(config);
+    }
+
+    pub fn leadership(&self) -> Leadership {
+        self.leadership.read().clone()
+    }
+
+    pub fn set_leadership(&self, l: Leadership) {
+        *self.leadership.write() = l;
+        let leo = self.log.lock().log_end_offset();
+        self.maybe_advance_high_watermark(leo);
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.load(Ordering::Acquire)
+    }
+
+    /// Notified whenever the high watermark moves: what long-polling fetches wait on.
+    pub fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
+        self.hw_tx.subscribe()
+    }
+
+    fn maybe_advance_high_watermark(&self, leo: i64) {
+        let sole_replica = {
+            let l = self.leadership.read();
+            l.leader == self.broker_id && l.isr == [self.broker_id]
+        };
+        if sole_replica && self.high_watermark.fetch_max(leo, Ordering::AcqRel) < leo {
+            self.hw_tx.send_replace(leo);
+        }
+    }
+
+    fn check_leader(&self, current_leader_epoch: i32) -> Result<Leadership, PartitionError> {
+        let l = self.leadership.read();
+        if l.leader != self.broker_id {
+            return Err(PartitionError::NotLeader {
+                topic: self.topic.clone(),
+                partition: self.index,
+                leader: l.leader,
+            });
+        }
+        if current_leader_epoch >= 0 {
+            if current_leader_epoch < l.leader_epoch {
+                return Err(PartitionError::FencedLeaderEpoch {
+                    requested: current_leader_epoch,
+                    current: l.leader_epoch,
+                });
+            }
+            if current_leader_epoch > l.leader_epoch {
+                return Err(PartitionError::UnknownLeaderEpoch {
+                    requested: current_leader_epoch,
+                    current: l.leader_epoch,
+                });
+            }
+        }
+        Ok(l.clone())
+    }
+
+    /// Appends prepared batches as leader.
+    pub fn append(
+        &self,
+        batches: &[PreparedBatch],
+        acks: i16,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, PartitionError> {
+        let lead = self.check_leader(-1)?;
+        let config = self.config();
+        if acks == -1 && (lead.isr.len() as i32) < config.min_insync_replicas {
+            return Err(PartitionError::NotEnoughReplicas {
+                in_sync: lead.isr.len(),
+                required: config.min_insync_replicas,
+            });
+        }
+        let valid: smallvec_like::Batches<'_> = smallvec_like::Batches::new(batches);
+        let (info, flush, leo) = {
+            let mut log = self.log.lock();
+            let info = log.append(valid.as_slice(), lead.leader_epoch, now_ms)?;
+            let flush = if log.flush_messages_due() {
+                Some(log.begin_flush()?)
+            } else {
+                None
+            };
+            (info, flush, log.log_end_offset())
+        };
+        self.metrics
+            .bytes_in
+            .fetch_add(info.bytes, Ordering::Relaxed);
+        self.metrics
+            .messages_in
+            .fetch_add(info.records as u64, Ordering::Relaxed);
+        self.maybe_advance_high_watermark(leo);
+        Ok(AppendOutcome { info, flush })
+    }
+
+    /// Completes a flush started by [`Partition::append`] or the background flusher.
+    pub fn finish_flush(
+        &self,
+        job: FlushJob,
+        result: Result<(), LogError>,
+    ) -> Result<(), LogError> {
+        let mut log = self.log.lock();
+        match result {
+            Ok(()) => {
+                log.finish_flush(job.upto);
+                Ok(())
+            }
+            Err(e) => {
+                log.abort_flush(job);
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts a flush if the log's flush policy (or a rolled segment) calls for one.
+    pub fn begin_flush_if_needed(&self, force: bool) -> Result<Option<FlushJob>, LogError> {
+        let mut log = self.log.lock();
+        if log.needs_flush() || (force && log.has_unflushed()) {
+            log.begin_flush().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    pub fn offsets(&self) -> LogOffsets {
+        let log = self.log.lock();
+        let hw = self.high_watermark();
+        LogOffsets {
+            high_watermark: hw,
+            last_stable_offset: hw,
+            log_start_offset: log.log_start_offset(),
+            log_end_offset: log.log_end_offset(),
+        }
+    }
+
+    /// Locates data for a consumer fetch; only committed data (below the high watermark)
+    /// is visible.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+        current_leader_epoch: i32,
+    ) -> Result<ReadResult, PartitionError> {
+        self.check_leader(current_leader_epoch)?;
+        let hw = self.high_watermark();
+        let log = self.log.lock();
+        let offsets = LogOffsets {
+            high_watermark: hw,
+            last_stable_offset: hw,
+            log_start_offset: log.log_start_offset(),
+            log_end_offset: log.log_end_offset(),
+        };
+        let slice = log.read(offset, hw, max_bytes, min_one_batch)?;
+        Ok(ReadResult { offsets, slice })
+    }
+
+    /// ListOffsets: `(offset, timestamp, leader epoch)` for a timestamp or one of Kafka's
+    /// special values (-1 latest, -2 earliest, -3 max timestamp, -4 earliest local,
+    /// -5 latest tiered).
+    pub fn list_offset(
+        &self,
+        timestamp: i64,
+        current_leader_epoch: i32,
+    ) -> Result<(i64, i64, i32), PartitionError> {
+        let lead = self.check_leader(current_leader_epoch)?;
+        let hw = self.high_watermark();
+        let log = self.log.lock();
+        let epoch_at = |offset: i64| {
+            log.epoch_cache()
+                .entries()
+                .iter()
+                .rev()
+                .find(|(_, start)| *start <= offset)
+                .map(|(e, _)| *e)
+                .unwrap_or(lead.leader_epoch)
+        };
+        Ok(match timestamp {
+            -1 => (hw, -1, lead.leader_epoch),
+            -2 | -4 => {
+                let start = log.log_start_offset();
+                (start, -1, epoch_at(start))
+            }
+            -5 => (-1, -1, -1),
+            -3 => match log.max_timestamp_offset()? {
+                Some((o, t, e)) if o < hw => (o, t, e),
+                _ => (-1, -1, -1),
+            },
+            ts => match log.offset_for_timestamp(ts)? {
+                Some((o, t, e)) if o < hw => (o, t, e),
+                _ => (-1, -1, -1),
+            },
+        })
+    }
+
+    /// DeleteRecords: moves the log start offset; `-1` means the high watermark.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64, PartitionError> {
+        self.check_leader(-1)?;
+        let hw = self.high_watermark();
+        let target = if offset == -1 { hw } else { offset };
+        Ok(self.log.lock().advance_log_start(target, hw)?)
+    }
+
+    /// OffsetForLeaderEpoch: `(epoch, end offset)` of the requested epoch.
+    pub fn end_offset_for_epoch(
+        &self,
+        epoch: i32,
+        current_leader_epoch: i32,
+    ) -> Result<(i32, i64), PartitionError> {
+        self.check_leader(current_leader_epoch)?;
+        let hw = self.high_watermark();
+        let (e, end) = self.log.lock().end_offset_for_epoch(epoch);
+        Ok((e, if end >= 0 { end.min(hw) } else { end }))
+    }
+
+    /// Retention pass, bounded by the high watermark.
+    pub fn apply_retention(
+        &self,
+        now_ms: i64,
+    ) -> Result<crate::log::partition_log::RetentionOutcome, LogError> {
+        let hw = self.high_watermark();
+        self.log.lock().apply_retention(now_ms, hw)
+    }
+
+    /// (recovery point, log start offset) for checkpoints.
+    pub fn checkpoint_offsets(&self) -> (i64, i64) {
+        let log = self.log.lock();
+        (log.recovery_point(), log.log_start_offset())
+    }
+
+    /// Gauges for `/metrics`: (log start, log end, size bytes, segments).
+    pub fn gauges(&self) -> (i64, i64, u64, usize) {
+        let log = self.log.lock();
+        (
+            log.log_start_offset(),
+            log.log_end_offset(),
+            log.size_bytes(),
+            log.segment_count(),
+        )
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        self.log.lock().dir().to_path_buf()
+    }
+}
+
+/// Borrowed views of prepared batches for the log's append, without allocating for the
+/// common single-batch request.
+mod smallvec_like {
+    use crate::log::ValidBatch;
+    use crate::log::validate::PreparedBatch;
+
+    pub enum Batches<'a> {
+        One([ValidBatch<'a>; 1]),
+        Many(Vec<ValidBatch<'a>>),
+    }
+
+    impl<'a> Batches<'a> {
+        pub fn new(batches: &'a [PreparedBatch]) -> Self {
+            let view = |b: &'a PreparedBatch| ValidBatch {
+                bytes: &b.bytes,
+                header: b.header,
+            };
+            match batches {
+                [one] => Batches::One([view(one)]),
+                many => Batches::Many(many.iter().map(view).collect()),
+            }
+        }
+
+        pub fn as_slice(&self) -> &[ValidBatch<'a>] {
+            match self {
+                Batches::One(a) => a,
+                Batches::Many(v) => v,
+            }
+        }
+    }
+}
