@@ -187,7 +187,7 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
         .map(|a| {
             let bound_port = bound
                 .iter()
-                .find(|b| &*b.name == a.name)
+                .find(|b| *b.name == a.name)
                 .map(|b| b.local_addr.port());
             let port = match (a.port, bound_port) {
                 (0, Some(p)) => p,

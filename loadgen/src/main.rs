@@ -1,1 +1,251 @@
-fn main() {}
+//! `sluice-loadgen`: produce and consume load over the Kafka protocol, for Sluice or any
+//! Kafka-compatible broker. Reports throughput and produce latency percentiles.
+
+mod client;
+mod consume;
+mod produce;
+mod topic;
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use kafka_protocol::records::Compression;
+
+#[derive(Debug, Parser)]
+#[command(name = "sluice-loadgen", version, about)]
+struct Cli {
+    /// Broker to bootstrap from.
+    #[arg(long, short, default_value = "127.0.0.1:9092", global = true)]
+    bootstrap: String,
+    /// Print one JSON object instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Codec {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Produce as fast as possible, or at --rate-mb.
+    Produce {
+        #[arg(long, default_value = "sluice-bench")]
+        topic: String,
+        /// Create the topic with this many partitions if it does not exist (0: don't).
+        #[arg(long, default_value_t = 8)]
+        partitions: i32,
+        /// Value bytes per record.
+        #[arg(long, default_value_t = 1024)]
+        record_size: usize,
+        /// Records per batch (per partition per request).
+        #[arg(long, default_value_t = 16)]
+        batch_records: usize,
+        /// 1 or -1 (all).
+        #[arg(long, default_value_t = 1, allow_hyphen_values = true)]
+        acks: i16,
+        /// Producer connections; partitions are divided between them.
+        #[arg(long, default_value_t = 1)]
+        connections: usize,
+        /// Requests in flight per connection (Kafka's max.in.flight.requests.per.connection).
+        #[arg(long, default_value_t = 5)]
+        in_flight: usize,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Fixed total rate in MB/s (10^6 bytes of record batches); unlimited if absent.
+        #[arg(long)]
+        rate_mb: Option<f64>,
+        #[arg(long, value_enum, default_value = "none")]
+        compression: Codec,
+    },
+    /// Consume from the earliest offsets.
+    Consume {
+        #[arg(long, default_value = "sluice-bench")]
+        topic: String,
+        #[arg(long, default_value_t = 1)]
+        connections: usize,
+        /// Stop after this many seconds even if not at the end.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Keep consuming past the end offsets seen at start (until --seconds).
+        #[arg(long)]
+        follow: bool,
+        #[arg(long, default_value_t = 52_428_800)]
+        fetch_max_bytes: i32,
+        #[arg(long, default_value_t = 8_388_608)]
+        partition_max_bytes: i32,
+    },
+}
+
+fn split<T: Copy>(items: &[T], n: usize) -> Vec<Vec<T>> {
+    let n = n.max(1).min(items.len().max(1));
+    let mut out = vec![Vec::new(); n];
+    for (i, x) in items.iter().enumerate() {
+        out[i % n].push(*x);
+    }
+    out
+}
+
+const MB: f64 = 1_000_000.0;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut conn = client::Connection::connect(&cli.bootstrap).await?;
+    match cli.command {
+        Cmd::Produce {
+            topic,
+            partitions,
+            record_size,
+            batch_records,
+            acks,
+            connections,
+            in_flight,
+            seconds,
+            rate_mb,
+            compression,
+        } => {
+            if acks != 1 && acks != -1 {
+                bail!("--acks must be 1 or -1");
+            }
+            let layout = topic::ensure(&mut conn, &topic, partitions).await?;
+            let opts = produce::ProduceOpts {
+                topic: topic.clone(),
+                record_size,
+                batch_records,
+                acks,
+                in_flight: in_flight.max(1),
+                duration: Duration::from_secs(seconds),
+                rate: rate_mb.map(|r| r * MB),
+                compression: match compression {
+                    Codec::None => Compression::None,
+                    Codec::Gzip => Compression::Gzip,
+                    Codec::Snappy => Compression::Snappy,
+                    Codec::Lz4 => Compression::Lz4,
+                    Codec::Zstd => Compression::Zstd,
+                },
+            };
+            let groups = split(&layout.partitions, connections);
+            let share = opts.rate.map(|r| r / groups.len() as f64);
+            let mut tasks = Vec::new();
+            for g in groups {
+                tasks.push(tokio::spawn(produce::run(
+                    layout.leader.clone(),
+                    opts.clone(),
+                    g,
+                    share,
+                )));
+            }
+            let mut total: Option<produce::ProduceStats> = None;
+            for t in tasks {
+                let s = t.await.context("producer task")??;
+                total = Some(match total {
+                    None => s,
+                    Some(mut acc) => {
+                        acc.records += s.records;
+                        acc.payload_bytes += s.payload_bytes;
+                        acc.batch_bytes += s.batch_bytes;
+                        acc.requests += s.requests;
+                        acc.elapsed = acc.elapsed.max(s.elapsed);
+                        acc.latency_us.add(&s.latency_us)?;
+                        acc
+                    }
+                });
+            }
+            let s = total.context("no producer ran")?;
+            let secs = s.elapsed.as_secs_f64();
+            let q = |p: f64| s.latency_us.value_at_quantile(p) as f64 / 1000.0;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "mode": "produce", "acks": acks, "connections": connections, "seconds": secs,
+                        "records": s.records, "requests": s.requests,
+                        "mb_per_s": s.batch_bytes as f64 / MB / secs,
+                        "payload_mb_per_s": s.payload_bytes as f64 / MB / secs,
+                        "records_per_s": s.records as f64 / secs,
+                        "latency_ms": {"p50": q(0.5), "p99": q(0.99), "p999": q(0.999), "max": s.latency_us.max() as f64 / 1000.0},
+                    })
+                );
+            } else {
+                println!(
+                    "produce acks={acks} connections={connections}: {:.1} s, {} records in {} requests\n  throughput: {:.1} MB/s of batches ({:.1} MB/s payload), {:.0} records/s\n  request latency: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+                    secs,
+                    s.records,
+                    s.requests,
+                    s.batch_bytes as f64 / MB / secs,
+                    s.payload_bytes as f64 / MB / secs,
+                    s.records as f64 / secs,
+                    q(0.5),
+                    q(0.99),
+                    q(0.999),
+                    s.latency_us.max() as f64 / 1000.0
+                );
+            }
+        }
+        Cmd::Consume {
+            topic,
+            connections,
+            seconds,
+            follow,
+            fetch_max_bytes,
+            partition_max_bytes,
+        } => {
+            let layout = topic::ensure(&mut conn, &topic, 0).await?;
+            let starts = consume::list_offsets(&mut conn, &topic, &layout.partitions, -2).await?;
+            let ends = consume::list_offsets(&mut conn, &topic, &layout.partitions, -1).await?;
+            let opts = consume::ConsumeOpts {
+                topic: topic.clone(),
+                duration: Duration::from_secs(seconds),
+                until_end: !follow,
+                max_bytes: fetch_max_bytes,
+                partition_max_bytes,
+            };
+            let opts = std::sync::Arc::new(opts);
+            let mut tasks = Vec::new();
+            for g in split(&layout.partitions, connections) {
+                let (o, e) = (starts.clone(), ends.clone());
+                let opts = opts.clone();
+                let leader = layout.leader.clone();
+                tasks.push(tokio::spawn(async move {
+                    consume::run(leader, &opts, g, o, e).await
+                }));
+            }
+            let (mut records, mut bytes, mut fetches, mut elapsed) =
+                (0u64, 0u64, 0u64, Duration::ZERO);
+            for t in tasks {
+                let s = t.await.context("consumer task")??;
+                records += s.records;
+                bytes += s.batch_bytes;
+                fetches += s.fetches;
+                elapsed = elapsed.max(s.elapsed);
+            }
+            let secs = elapsed.as_secs_f64().max(1e-9);
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "mode": "consume", "connections": connections, "seconds": secs, "records": records,
+                        "fetches": fetches, "mb_per_s": bytes as f64 / MB / secs, "records_per_s": records as f64 / secs,
+                    })
+                );
+            } else {
+                println!(
+                    "consume connections={connections}: {:.1} s, {records} records in {fetches} fetches\n  throughput: {:.1} MB/s of batches, {:.0} records/s",
+                    secs,
+                    bytes as f64 / MB / secs,
+                    records as f64 / secs
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -169,6 +169,10 @@ impl TimeIndex {
         self.entries.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     pub fn last(&self) -> Option<(i64, i64)> {
         self.entries
             .last()

@@ -33,7 +33,7 @@ pub async fn handle(
             }
             let rf = topic.partitions.first().map(|p| p.replicas.len() as i16).unwrap_or(1);
             let new = t.count - current;
-            let assignments = match &t.assignments {
+            let assignments = match t.assignments.as_ref().filter(|a| !a.is_empty()) {
                 Some(a) => {
                     if a.len() as i32 != new {
                         return Err(TopicError::new(

@@ -17,6 +17,9 @@ mod produce;
 pub mod topics;
 pub mod versions;
 
+#[cfg(test)]
+mod tests;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;

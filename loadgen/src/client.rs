@@ -1,0 +1,174 @@
+//! A minimal pipelining Kafka client connection: requests go out in order, responses
+//! come back in order, matched by correlation id.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+pub struct Connection {
+    rd: OwnedReadHalf,
+    wr: BufWriter<OwnedWriteHalf>,
+    next_correlation: i32,
+    in_flight: VecDeque<(i32, ApiKey, i16, Instant)>,
+    read_buf: BytesMut,
+    /// Broker's (min, max) per API key.
+    pub versions: Vec<(i16, i16, i16)>,
+}
+
+/// A decoded response and when its request was sent.
+pub struct Received<R> {
+    pub body: R,
+    pub sent: Instant,
+}
+
+impl Connection {
+    pub async fn connect(addr: &str) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        stream.set_nodelay(true)?;
+        let (rd, wr) = stream.into_split();
+        let mut c = Self {
+            rd,
+            wr: BufWriter::with_capacity(1 << 20, wr),
+            next_correlation: 1,
+            in_flight: VecDeque::new(),
+            read_buf: BytesMut::with_capacity(1 << 20),
+            versions: Vec::new(),
+        };
+        let resp: ApiVersionsResponse = c
+            .call(
+                ApiKey::ApiVersions,
+                3,
+                &ApiVersionsRequest::default()
+                    .with_client_software_name(StrBytes::from_static_str("sluice-loadgen"))
+                    .with_client_software_version(StrBytes::from_static_str(env!(
+                        "CARGO_PKG_VERSION"
+                    ))),
+            )
+            .await?;
+        if resp.error_code != 0 {
+            bail!("ApiVersions failed with error {}", resp.error_code);
+        }
+        c.versions = resp
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, k.min_version, k.max_version))
+            .collect();
+        Ok(c)
+    }
+
+    /// Highest version of `key` both sides speak, within `ours`.
+    pub fn pick_version(&self, key: ApiKey, ours: (i16, i16)) -> anyhow::Result<i16> {
+        let (_, min, max) = self
+            .versions
+            .iter()
+            .find(|(k, _, _)| *k == key as i16)
+            .copied()
+            .with_context(|| format!("broker does not support {key:?}"))?;
+        let v = max.min(ours.1);
+        if v < ours.0.max(min) {
+            bail!(
+                "no common version for {key:?}: broker {min}-{max}, loadgen {}-{}",
+                ours.0,
+                ours.1
+            );
+        }
+        Ok(v)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Queues a request (buffered; call `flush`).
+    pub async fn send<R: Request>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        body: &R,
+    ) -> anyhow::Result<()> {
+        let correlation_id = self.next_correlation;
+        self.next_correlation = self.next_correlation.wrapping_add(1);
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("sluice-loadgen")));
+        let hv = R::header_version(version);
+        let size = header.compute_size(hv)? + body.compute_size(version)?;
+        let mut buf = BytesMut::with_capacity(4 + size);
+        buf.put_i32(size as i32);
+        header.encode(&mut buf, hv)?;
+        body.encode(&mut buf, version)?;
+        self.wr.write_all(&buf).await?;
+        self.in_flight
+            .push_back((correlation_id, key, version, Instant::now()));
+        Ok(())
+    }
+
+    pub async fn flush(&mut self) -> anyhow::Result<()> {
+        self.wr.flush().await?;
+        Ok(())
+    }
+
+    /// Reads the next response; its type must match the oldest request in flight.
+    pub async fn recv<R: Decodable + HeaderVersion>(&mut self) -> anyhow::Result<Received<R>> {
+        let (correlation_id, key, version, sent) =
+            self.in_flight.pop_front().context("no request in flight")?;
+        while self.read_buf.len() < 4 {
+            if self.rd.read_buf(&mut self.read_buf).await? == 0 {
+                bail!("broker closed the connection");
+            }
+        }
+        let size = i32::from_be_bytes([
+            self.read_buf[0],
+            self.read_buf[1],
+            self.read_buf[2],
+            self.read_buf[3],
+        ]) as usize;
+        self.read_buf.reserve(size + 4);
+        while self.read_buf.len() < 4 + size {
+            if self.rd.read_buf(&mut self.read_buf).await? == 0 {
+                bail!("broker closed the connection mid-response");
+            }
+        }
+        self.read_buf.advance(4);
+        let mut frame: Bytes = self.read_buf.split_to(size).freeze();
+        // ApiVersions responses always use header v0.
+        let hv = if key == ApiKey::ApiVersions {
+            0
+        } else {
+            R::header_version(version)
+        };
+        let header = ResponseHeader::decode(&mut frame, hv)?;
+        if header.correlation_id != correlation_id {
+            bail!(
+                "correlation id {} does not match request {correlation_id}",
+                header.correlation_id
+            );
+        }
+        let body = R::decode(&mut frame, version)?;
+        Ok(Received { body, sent })
+    }
+
+    pub async fn call<Q: Request, R: Decodable + HeaderVersion>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        body: &Q,
+    ) -> anyhow::Result<R> {
+        self.send(key, version, body).await?;
+        self.flush().await?;
+        Ok(self.recv::<R>().await?.body)
+    }
+}
