@@ -353,15 +353,13 @@ def parse_incremental_alter_configs_v0(r):
 
 
 def describe_configs_v1(correlation_id, resource_type, resource_name, keys=None):
-    body = (
-        Writer()
-        .array([0], lambda w, _: (
-            w.int8(resource_type).string(resource_name),
-            w.int32(-1) if keys is None else w.array(keys, lambda w2, k: w2.string(k)),
-        ))
-        .boolean(False)  # include synonyms
-        .build()
-    )
+    """One resource; keys None asks for every setting."""
+    w = Writer().int32(1).int8(resource_type).string(resource_name)
+    if keys is None:
+        w.int32(-1)
+    else:
+        w.array(keys, lambda w2, k: w2.string(k))
+    body = w.boolean(False).build()  # include synonyms: no
     return request(DESCRIBE_CONFIGS, 1, correlation_id, body)
 
 

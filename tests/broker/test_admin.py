@@ -245,6 +245,8 @@ def test_create_topics_kafka_python(broker):
             "rf3": {"num_partitions": 1, "replication_factor": 3},
             "badvalue": {"num_partitions": 1, "replication_factor": 1, "configs": {"retention.ms": "abc"}},
             "unknowncfg": {"num_partitions": 1, "replication_factor": 1, "configs": {"nope.nope": "1"}},
+            "zero-partitions": {"num_partitions": 0, "replication_factor": 1},
+            "zero-rf": {"num_partitions": 1, "replication_factor": 0},
         }, raise_errors=False)
         codes = {t["name"]: t["error_code"] for t in resp["topics"]}
         assert codes == {
@@ -255,7 +257,14 @@ def test_create_topics_kafka_python(broker):
             "rf3": INVALID_REPLICATION_FACTOR,
             "badvalue": INVALID_CONFIG,
             "unknowncfg": INVALID_CONFIG,
+            "zero-partitions": INVALID_PARTITIONS,
+            "zero-rf": INVALID_REPLICATION_FACTOR,
         }
+
+        # -1 (omitted) partitions and replication factor: the broker defaults.
+        resp = k.create_topics({"defaulted": {}})
+        [t] = resp["topics"]
+        assert (t["error_code"], t["num_partitions"], t["replication_factor"]) == (0, 1, 1)
 
         resp = k.create_topics({"kp_validated": {"num_partitions": 2, "replication_factor": 1}},
                                validate_only=True)
@@ -266,7 +275,7 @@ def test_create_topics_kafka_python(broker):
         resp = k.create_topics({"x_y": {"num_partitions": 1, "replication_factor": 1}}, raise_errors=False)
         assert resp["topics"][0]["error_code"] == INVALID_TOPIC_EXCEPTION
 
-        assert sorted(k.list_topics()) == ["kp", "x.y"]
+        assert sorted(k.list_topics()) == ["defaulted", "kp", "x.y"]
     finally:
         k.close()
     assert partition_dirs(broker, "kp_validated") == []
@@ -422,8 +431,11 @@ def test_topic_configs_describe_and_incremental_alter(broker):
 
     assert incremental(a, "topic", "missing", ("retention.ms", "1", AlterConfigOpType.SET)) \
         == UNKNOWN_TOPIC_OR_PARTITION
+    r = ConfigResource("topic", "missing")
+    assert code_of(a.describe_configs([r])[r]) == UNKNOWN_TOPIC_OR_PARTITION
 
 
+@pytest.mark.filterwarnings("ignore:alter_configs has been deprecated:DeprecationWarning")
 def test_legacy_alter_configs_replaces_the_set(broker):
     a = admin(broker)
     assert create(a, NewTopic("legacy", 1, 1, config={"retention.ms": "5555"})) == {"legacy": 0}
@@ -528,7 +540,9 @@ def test_topics_and_configs_survive_restart(broker):
     assert incremental(a, "topic", "kept", ("segment.bytes", "2097152", AlterConfigOpType.SET)) == 0
     assert incremental(a, "broker", "0", ("message.max.bytes", "2000000", AlterConfigOpType.SET)) == 0
     assert code_of(a.delete_topics(["gone"], operation_timeout=10)["gone"]) == 0
+    assert code_of(a.create_partitions([NewPartitions("kept", 3)])["kept"]) == 0
     produce(broker, "kept", [b"r%d" % i for i in range(10)], partition=1)
+    produce(broker, "kept", [b"p2-%d" % i for i in range(3)], partition=2)
     del a
 
     assert broker.stop() == 0
@@ -536,7 +550,7 @@ def test_topics_and_configs_survive_restart(broker):
 
     a = admin(broker)
     assert a.describe_cluster().result(15).cluster_id == cluster_id
-    assert topics_in_metadata(a) == {"kept": 2}
+    assert topics_in_metadata(a) == {"kept": 3}
     assert describe(a, "topic", "kept", ["retention.ms", "segment.bytes", "max.message.bytes"]) == {
         "retention.ms": ("11111", ConfigSource.DYNAMIC_TOPIC_CONFIG),
         "segment.bytes": ("2097152", ConfigSource.DYNAMIC_TOPIC_CONFIG),
@@ -544,20 +558,32 @@ def test_topics_and_configs_survive_restart(broker):
     }
     assert watermarks(broker, "kept", 1) == (0, 10)
     assert consume(broker, "kept", 1, 0, 10) == [(i, b"r%d" % i) for i in range(10)]
+    assert consume(broker, "kept", 2, 0, 3) == [(i, b"p2-%d" % i) for i in range(3)]
+    assert partition_dirs(broker, "kept") == ["kept-0", "kept-1", "kept-2"]
     assert partition_dirs(broker, "gone") == []
 
 
 # ---------------------------------------------------------------- DeleteRecords
 
-def test_delete_records(broker):
-    a = admin(broker)
-    assert create(a, NewTopic("dr", 1, 1)) == {"dr": 0}
-    reports = produce(broker, "dr", [b"%d" % i for i in range(1000)])
+def test_delete_records(broker_factory):
+    # Segments wholly below the new log start are removed by the retention task.
+    b = broker_factory(overrides={"log.retention.check.interval.ms": "500"})
+    a = admin(b)
+    assert create(a, NewTopic("dr", 1, 1, config={"segment.bytes": "1048576"})) == {"dr": 0}
+    values = [b"%d:" % i + b"z" * 3000 for i in range(1000)]  # ~3 MB: three or more segments
+    reports = produce(b, "dr", values, **{"batch.size": 16384})
     assert sorted(o for _, o in reports) == list(range(1000))
+    pdir = b.data_dir / "dr-0"
 
-    [(tp, fut)] = a.delete_records([TopicPartition("dr", 0, 400)]).items()
+    def segment_bases():
+        return sorted(int(p.stem) for p in pdir.iterdir() if p.suffix == ".log")
+
+    bases = segment_bases()
+    assert len(bases) >= 3 and bases[0] == 0 and bases[1] < 400, bases
+
+    [fut] = a.delete_records([TopicPartition("dr", 0, 400)]).values()
     assert fut.result(15).low_watermark == 400
-    assert watermarks(broker, "dr", 0) == (400, 1000)
+    assert watermarks(b, "dr", 0) == (400, 1000)
     lo = a.list_offsets({TopicPartition("dr", 0): OffsetSpec.earliest()})
     assert [f.result(15).offset for f in lo.values()] == [400]
     hi = a.list_offsets({TopicPartition("dr", 0): OffsetSpec.latest()})
@@ -565,12 +591,17 @@ def test_delete_records(broker):
 
     # Offset 0 is now out of range: auto.offset.reset=earliest restarts at 400. A fetched
     # batch may begin before 400 but clients skip records below the requested offset.
-    got = consume(broker, "dr", 0, 0, 600, **{"auto.offset.reset": "earliest"})
-    assert got == [(i, b"%d" % i) for i in range(400, 1000)]
+    got = consume(b, "dr", 0, 0, 600, **{"auto.offset.reset": "earliest"})
+    assert got == [(i, values[i]) for i in range(400, 1000)]
+
+    # Whole segments below 400 go; the segment holding 400 stays.
+    keep = [x for x in bases if x > 400]
+    holder = max(x for x in bases if x <= 400)
+    assert wait_for(lambda: segment_bases() == [holder] + keep, 15), (segment_bases(), bases)
 
     [fut] = a.delete_records([TopicPartition("dr", 0, 1001)]).values()
     assert code_of(fut) == OFFSET_OUT_OF_RANGE
-    k = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=15000)
+    k = KafkaAdminClient(bootstrap_servers=b.bootstrap, request_timeout_ms=15000)
     try:
         with pytest.raises(kerrors.OffsetOutOfRangeError):
             k.delete_records({KTopicPartition("dr", 0): 5000})
@@ -579,14 +610,23 @@ def test_delete_records(broker):
         assert [v["low_watermark"] for v in res.values()] == [400]
     finally:
         k.close()
-    assert watermarks(broker, "dr", 0) == (400, 1000)
+    assert watermarks(b, "dr", 0) == (400, 1000)
     del a
 
-    broker.kill()
-    broker.start()
-    assert watermarks(broker, "dr", 0) == (400, 1000)
-    got = consume(broker, "dr", 0, 0, 600, **{"auto.offset.reset": "earliest"})
-    assert got == [(i, b"%d" % i) for i in range(400, 1000)]
+    b.kill()
+    b.start()
+    assert watermarks(b, "dr", 0) == (400, 1000)
+    got = consume(b, "dr", 0, 0, 600, **{"auto.offset.reset": "earliest"})
+    assert got == [(i, values[i]) for i in range(400, 1000)]
+
+    # Up to the high watermark exactly (-1 means "the high watermark"): the log is empty
+    # but keeps its offsets.
+    a = admin(b)
+    [fut] = a.delete_records([TopicPartition("dr", 0, -1)]).values()
+    assert fut.result(15).low_watermark == 1000
+    assert watermarks(b, "dr", 0) == (1000, 1000)
+    assert produce(b, "dr", [b"next"]) == [(0, 1000)]
+    assert consume(b, "dr", 0, 1000, 1) == [(1000, b"next")]
 
 
 # ---------------------------------------------------------------- DescribeCluster
@@ -636,3 +676,41 @@ def test_size_retention_deletes_old_segments(broker_factory):
     got = consume(b, "ret", 0, low, high - low)
     assert [o for o, _ in got] == list(range(low, high))
     assert all(v == values[o] for o, v in got)
+
+    # A crash does not bring deleted data back.
+    del a
+    b.kill()
+    b.start()
+    assert watermarks(b, "ret", 0) == (low, high)
+
+
+def test_time_retention_deletes_expired_segments(broker_factory):
+    b = broker_factory(overrides={"log.retention.check.interval.ms": "500"})
+    a = admin(b)
+    assert create(a, NewTopic("aged", 1, 1, config={"segment.bytes": "1048576"})) == {"aged": 0}
+    n = 2500
+    two_days_ago = int(time.time() * 1000) - 2 * 86_400_000
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 5, "batch.size": 65536})
+    errors = []
+    for i in range(n):
+        p.produce("aged", value=b"%d" % i + b"o" * 1000, timestamp=two_days_ago + i,
+                  on_delivery=lambda err, msg: err and errors.append(err))
+        p.poll(0)
+    assert p.flush(60) == 0 and errors == []
+    pdir = b.data_dir / "aged-0"
+    assert len([f for f in pdir.iterdir() if f.suffix == ".log"]) >= 3
+    # Two-day-old records are within the default seven days.
+    time.sleep(1.5)
+    assert watermarks(b, "aged", 0) == (0, n)
+
+    # One day: every segment has expired, the active one too (the log rolls first), so
+    # the log is empty but keeps its offsets.
+    assert incremental(a, "topic", "aged", ("retention.ms", "86400000", AlterConfigOpType.SET)) == 0
+    assert wait_for(lambda: watermarks(b, "aged", 0) == (n, n), 30), watermarks(b, "aged", 0)
+    logs = sorted(f for f in pdir.iterdir() if f.suffix == ".log")
+    assert [(int(f.stem), f.stat().st_size) for f in logs] == [(n, 0)]
+
+    assert produce(b, "aged", [b"fresh"]) == [(0, n)]
+    time.sleep(1.5)  # a few more retention passes: fresh data stays
+    assert watermarks(b, "aged", 0) == (n, n + 1)
+    assert consume(b, "aged", 0, n, 1) == [(n, b"fresh")]

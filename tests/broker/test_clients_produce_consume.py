@@ -11,6 +11,7 @@ from clients import (
     CODECS,
     CREATE_TIME,
     DAY_MS,
+    HOUR_MS,
     KP_CREATE_TIME,
     KP_LOG_APPEND_TIME,
     LOG_APPEND_TIME,
@@ -19,6 +20,7 @@ from clients import (
     TopicPartition,
     assert_all_match,
     assert_batches_compressed_with,
+    close_producer,
     kp_batch_codecs,
     confluent_consume,
     confluent_consumer,
@@ -68,7 +70,8 @@ def test_confluent_100k_keyed_records_with_headers_round_trip(broker, codec):
     topic = f"rt-{codec}"
     create_topic(broker.bootstrap, topic, PARTITIONS)
     n = 100_000
-    recs = make_records(n, codec, base_ts=now_ms() - 10 * DAY_MS)
+    # CreateTime an hour ago: well inside the default retention (7 days) and segment.ms.
+    recs = make_records(n, codec, base_ts=now_ms() - HOUR_MS)
     reports = confluent_produce(broker.bootstrap, topic, recs, codec)
     bad_ts = [(i, rep[2]) for i, (r, rep) in enumerate(zip(recs, reports)) if rep[2] != (CREATE_TIME, r.timestamp)]
     assert not bad_ts, f"delivery reports carry wrong timestamps, first: {bad_ts[:5]}"
@@ -94,7 +97,7 @@ def test_kafka_python_producer_round_trip(broker, codec):
     topic = f"kp-{codec}"
     create_topic(broker.bootstrap, topic, PARTITIONS)
     n = 20_000
-    recs = make_records(n, f"kp{codec}", base_ts=now_ms() - 5 * DAY_MS, null_headers=False)
+    recs = make_records(n, f"kp{codec}", base_ts=now_ms() - 2 * HOUR_MS, null_headers=False)
     reports = kp_produce(broker.bootstrap, topic, recs, codec)
     bad_ts = [(i, rep[2]) for i, (r, rep) in enumerate(zip(recs, reports)) if rep[2] != r.timestamp]
     assert not bad_ts, f"RecordMetadata carries wrong timestamps, first: {bad_ts[:5]}"
@@ -271,6 +274,20 @@ def test_log_append_time_topic(broker, codec):
     }
     got = confluent_consume(broker.bootstrap, topic, ends_of(expected, 2))
     assert_all_match(stamped, got, LOG_APPEND_TIME, what="confluent-kafka read of LogAppendTime topic")
+
+    # ListOffsets by timestamp searches the broker's LogAppendTime, not the (much older)
+    # CreateTime the producer had set: first offset whose append time >= the query.
+    c = confluent_consumer(broker.bootstrap)
+    try:
+        for p, lst in stamped.items():
+            times = [r.timestamp for _, r in lst]
+            assert times == sorted(times), f"p{p}: LogAppendTime decreases with offset"
+            for q in sorted({times[0], times[len(times) // 2], times[-1], times[-1] + 1}):
+                want = next((o for o, t in enumerate(times) if t >= q), -1)
+                r = c.offsets_for_times([TopicPartition(topic, p, q)], timeout=15)[0]
+                assert (r.offset, r.error) == (want, None), f"p{p} offsets_for_times({q}) = {r.offset}, want {want}"
+    finally:
+        c.close()
     with kp_batch_codecs() as codecs:
         got = kp_consume(broker.bootstrap, topic, ends_of(expected, 2))
     assert_all_match(stamped, got, KP_LOG_APPEND_TIME, what="kafka-python read of LogAppendTime topic")
@@ -295,35 +312,40 @@ def test_max_message_bytes_rejects_large_records(broker):
 
     p = confluent_producer(broker.bootstrap, **{"compression.type": "none", "message.max.bytes": 1_000_000,
                                                "linger.ms": 0, "retries": 0})
-    results = []
-
-    def cb(err, msg):
-        results.append((err, msg.offset()))
-
-    p.produce(topic, key=b"big", value=big, partition=0, on_delivery=cb)
-    assert p.flush(30) == 0
-    assert len(results) == 1
-    err, _ = results[0]
-    assert err is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE, f"10 KB record: {err}"
-
-    results.clear()
-    p.produce(topic, key=b"s0", value=small[0], partition=0, on_delivery=cb)
-    assert p.flush(30) == 0
-    assert results == [(None, 0)], f"500-byte record after the rejected one: {results}"
-
-    kp = kp_producer(broker.bootstrap, "none", retries=0, linger_ms=0)
     try:
-        with pytest.raises(MessageSizeTooLargeError):
-            kp.send(topic, key=b"kbig", value=big, partition=0).get(timeout=30)
-        md = kp.send(topic, key=b"s1", value=small[1], partition=0).get(timeout=30)
-        assert (md.partition, md.offset) == (0, 1)
-    finally:
-        kp.close(timeout=10)
+        results = []
 
-    results.clear()
-    p.produce(topic, key=b"s2", value=small[2], partition=0, on_delivery=cb)
-    assert p.flush(30) == 0
-    assert results == [(None, 2)], f"600-byte record: {results}"
+        def cb(err, msg):
+            results.append((err, msg.offset()))
+
+        p.produce(topic, key=b"big", value=big, partition=0, on_delivery=cb)
+        assert p.flush(30) == 0
+        assert len(results) == 1
+        err, _ = results[0]
+        assert err is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE, f"10 KB record: {err}"
+
+        results.clear()
+        p.produce(topic, key=b"s0", value=small[0], partition=0, on_delivery=cb)
+        assert p.flush(30) == 0
+        assert results == [(None, 0)], f"500-byte record after the rejected one: {results}"
+
+        kp = kp_producer(broker.bootstrap, "none", retries=0, linger_ms=0)
+        try:
+            # send() itself accepts it (below kafka-python's max_request_size): the broker refuses.
+            future = kp.send(topic, key=b"kbig", value=big, partition=0)
+            with pytest.raises(MessageSizeTooLargeError):
+                future.get(timeout=30)
+            md = kp.send(topic, key=b"s1", value=small[1], partition=0).get(timeout=30)
+            assert (md.partition, md.offset) == (0, 1)
+        finally:
+            kp.close(timeout=10)
+
+        results.clear()
+        p.produce(topic, key=b"s2", value=small[2], partition=0, on_delivery=cb)
+        assert p.flush(30) == 0
+        assert results == [(None, 2)], f"600-byte record: {results}"
+    finally:
+        close_producer(p)
 
     got = confluent_consume(broker.bootstrap, topic, {0: 3})
     assert [(g.offset, g.key, g.value) for g in got[0]] == [

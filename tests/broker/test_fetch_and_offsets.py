@@ -15,6 +15,7 @@ from clients import (
     Rec,
     TopicPartition,
     admin,
+    close_producer,
     assert_all_match,
     CREATE_TIME,
     confluent_consume,
@@ -195,6 +196,44 @@ def test_offsets_for_times_out_of_order_timestamps(broker, codec):
     assert got == {(topic, 0): (5, base + 9000)}
 
 
+# ----------------------------------------------------------------------------- fetch size limits
+
+
+@pytest.mark.timeout(60)
+def test_fetch_limits_smaller_than_a_record_still_make_progress(broker):
+    """30 records of ~20 KB, each in its own batch. Consumers whose fetch limits are 1 KB
+    (confluent: max.partition.fetch.bytes / fetch.max.bytes; kafka-python:
+    max_partition_fetch_bytes / fetch_max_bytes) must still get every record: Kafka returns
+    the first batch of a fetch even when it is larger than the limits (KIP-74)."""
+    from kafka import TopicPartition as KTP
+
+    topic = "big-records"
+    create_topic(broker.bootstrap, topic, 1)
+    base = now_ms() - 60_000
+    recs = [Rec(f"k{i}".encode(), bytes([65 + i % 26]) * (20_000 + i), (("h", str(i).encode()),), base + i)
+            for i in range(30)]
+    reports = confluent_produce(broker.bootstrap, topic, recs, "none", partition=0,
+                                **{"linger.ms": 0, "batch.num.messages": 1})
+    assert [r[:2] for r in reports] == [(0, i) for i in range(30)]
+    expected = {0: list(enumerate(recs))}
+    got = confluent_consume(broker.bootstrap, topic, {0: 30}, timeout=30, **{
+        "max.partition.fetch.bytes": 1024, "fetch.max.bytes": 1024, "message.max.bytes": 1024})
+    assert_all_match(expected, got, CREATE_TIME, what="confluent-kafka with 1 KB fetch limits")
+
+    kc = kp_consumer(broker.bootstrap, max_partition_fetch_bytes=1024, fetch_max_bytes=1024)
+    try:
+        kc.assign([KTP(topic, 0)])
+        kc.seek_to_beginning()
+        out = []
+        deadline = time.monotonic() + 30
+        while len(out) < 30 and time.monotonic() < deadline:
+            for rs in kc.poll(timeout_ms=300).values():
+                out += [(r.offset, r.key, r.value, tuple(r.headers), r.timestamp) for r in rs]
+        assert out == [(i, r.key, r.value, r.headers, r.timestamp) for i, r in enumerate(recs)]
+    finally:
+        kc.close()
+
+
 # ----------------------------------------------------------------------------- long-poll Fetch
 
 
@@ -260,7 +299,7 @@ def test_long_poll_fetch_returns_when_data_arrives(broker):
         assert idle_fetches <= 3, f"{idle_fetches} Fetch requests in 1.5 s idle: the broker does not hold empty fetches"
     finally:
         c.close()
-        producer.flush(5)
+        close_producer(producer)
 
 
 # ----------------------------------------------------------------------------- seek / replay / out of range
@@ -384,7 +423,7 @@ def test_seek_replay_and_out_of_range(broker):
         assert got[0] >= n and produced.get(got[0]) == got[1] == got[2], f"got {got}, produced {produced}"
     finally:
         c.close()
-        p.flush(5)
+        close_producer(p)
 
     # kafka-python: seek below the log start with auto_offset_reset=earliest.
     kc = kp_consumer(broker.bootstrap, auto_offset_reset="earliest")

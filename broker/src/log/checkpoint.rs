@@ -39,9 +39,11 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), CheckpointError>
         f.sync_all().map_err(|e| io_err(&tmp, e))?;
     }
     std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
-    if let Some(dir) = path.parent() {
-        sync_dir(dir).map_err(|e| io_err(dir, e))?;
-    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    sync_dir(dir).map_err(|e| io_err(dir, e))?;
     Ok(())
 }
 
@@ -115,5 +117,16 @@ mod tests {
         assert_eq!(read_offsets(&p).unwrap(), m);
         std::fs::write(&p, "0\n3\nx 0 1\n").unwrap();
         assert!(read_offsets(&p).is_err());
+    }
+
+    #[test]
+    fn atomic_write_with_a_bare_file_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = std::env::current_dir().unwrap();
+        std::env::set_current_dir(dir.path()).unwrap();
+        let r = write_atomic(Path::new("bare.json"), b"{}");
+        std::env::set_current_dir(old).unwrap();
+        r.unwrap();
+        assert_eq!(std::fs::read(dir.path().join("bare.json")).unwrap(), b"{}");
     }
 }

@@ -364,8 +364,8 @@ impl PartitionLog {
             return false;
         }
         let too_big = active.size() + batch.size() as u64 > self.config.segment_bytes;
-        let too_old =
-            now_ms - active.roll_base_ms() > self.config.segment_ms - self.config.segment_jitter_ms;
+        let too_old = active.time_waited_for_roll(now_ms, batch.max_timestamp)
+            > self.config.segment_ms - self.config.segment_jitter_ms;
         let index_full = (active.index_entries() as u64 + 1) * 8 > self.config.segment_index_bytes;
         let offsets_overflow = batch.last_offset() - active.base_offset() > i64::from(i32::MAX);
         too_big || too_old || index_full || offsets_overflow
@@ -833,16 +833,20 @@ mod tests {
     }
 
     #[test]
-    fn rolls_by_segment_ms() {
+    fn rolls_by_segment_ms_of_record_timestamps() {
         let dir = tempfile::tempdir().unwrap();
         let config = LogConfig {
             segment_ms: 1_000,
             ..LogConfig::default()
         };
         let (mut log, _) = open(dir.path(), config, None);
-        let now = now_ms();
-        append_batch(&mut log, 1, now - 5_000, 10);
-        append_batch(&mut log, 1, now, 10);
+        // Old timestamps alone do not roll: what counts is the span between batches.
+        let old = now_ms() - 30 * 24 * 3_600_000;
+        for i in 0..5 {
+            append_batch(&mut log, 1, old + i * 100, 10);
+        }
+        assert_eq!(log.segment_count(), 1);
+        append_batch(&mut log, 1, old + 5_000, 10);
         assert_eq!(log.segment_count(), 2);
     }
 

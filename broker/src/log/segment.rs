@@ -370,10 +370,14 @@ impl Segment {
         &self.file
     }
 
-    /// Milliseconds `segment.ms` measures against: the first batch's timestamp, or the
-    /// segment's creation time while it is empty.
-    pub fn roll_base_ms(&self) -> i64 {
-        self.first_batch_timestamp.unwrap_or(self.created_ms)
+    /// How long this segment has been collecting, as `segment.ms` measures it (Kafka's
+    /// rule): from its first batch's timestamp to the incoming batch's, or, without a
+    /// usable first timestamp, from the segment's creation to now.
+    pub fn time_waited_for_roll(&self, now_ms: i64, incoming_max_timestamp: i64) -> i64 {
+        match self.first_batch_timestamp {
+            Some(first) if first >= 0 => incoming_max_timestamp - first,
+            _ => now_ms - self.created_ms,
+        }
     }
 
     /// Appends one stamped batch given as `parts` (header prefix + rest). On failure the

@@ -9,6 +9,7 @@ mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod fetch;
+mod find_coordinator;
 mod legacy_produce;
 mod list_offsets;
 mod metadata;
@@ -250,6 +251,10 @@ async fn dispatch(ctx: &RequestContext, mut body: Bytes) -> Outcome {
         ApiKey::DescribeCluster => {
             let req = decode_or_close!(m::DescribeClusterRequest, ctx, body);
             respond(ctx, &describe_cluster::handle(ctx, req))
+        }
+        ApiKey::FindCoordinator => {
+            let req = decode_or_close!(m::FindCoordinatorRequest, ctx, body);
+            respond(ctx, &find_coordinator::handle(ctx, req))
         }
         other => Outcome::Close(format!("API {other:?} is not supported by this broker")),
     }

@@ -464,6 +464,30 @@ async fn metadata_and_admin_apis_at_every_version() {
         assert_eq!(resp.cluster_id.as_str(), "test-cluster");
         assert_eq!(resp.brokers.len(), 1);
     }
+    for v in range(ApiKey::FindCoordinator) {
+        let mut req = FindCoordinatorRequest::default();
+        if v >= 4 {
+            req.coordinator_keys = vec![
+                StrBytes::from_static_str("g1"),
+                StrBytes::from_static_str("g2"),
+            ];
+        } else {
+            req.key = StrBytes::from_static_str("g1");
+        }
+        let resp = roundtrip(&h, ApiKey::FindCoordinator, v, &req).await;
+        let codes: Vec<i16> = if v >= 4 {
+            resp.coordinators.iter().map(|c| c.error_code).collect()
+        } else {
+            vec![resp.error_code]
+        };
+        assert!(!codes.is_empty());
+        assert!(
+            codes
+                .iter()
+                .all(|c| *c == kafka_protocol::ResponseError::CoordinatorNotAvailable.code()),
+            "v{v}"
+        );
+    }
     for v in range(ApiKey::DeleteTopics) {
         let topic = format!("created-v{}", v + 1);
         let mut req = DeleteTopicsRequest::default().with_timeout_ms(1000);

@@ -23,6 +23,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
+    // Answers COORDINATOR_NOT_AVAILABLE until the group coordinator exists; librdkafka
+    // needs it listed to enable LZ4.
+    (ApiKey::FindCoordinator, 0, 6),
 ];
 
 /// Produce versions advertised for client compatibility but not served.
@@ -52,6 +55,7 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::CreatePartitions => "create_partitions",
         ApiKey::IncrementalAlterConfigs => "incremental_alter_configs",
         ApiKey::DescribeCluster => "describe_cluster",
+        ApiKey::FindCoordinator => "find_coordinator",
         _ => "other",
     }
 }
