@@ -123,8 +123,10 @@ impl Connection {
 
     /// Reads the next response; its type must match the oldest request in flight.
     pub async fn recv<R: Decodable + HeaderVersion>(&mut self) -> anyhow::Result<Received<R>> {
+        // Cancellation-safe: the request leaves the queue only once its whole response is
+        // read; a partial frame stays in `read_buf` for the next call.
         let (correlation_id, key, version, sent) =
-            self.in_flight.pop_front().context("no request in flight")?;
+            *self.in_flight.front().context("no request in flight")?;
         while self.read_buf.len() < 4 {
             if self.rd.read_buf(&mut self.read_buf).await? == 0 {
                 bail!("broker closed the connection");
@@ -144,6 +146,7 @@ impl Connection {
         }
         self.read_buf.advance(4);
         let mut frame: Bytes = self.read_buf.split_to(size).freeze();
+        self.in_flight.pop_front();
         // ApiVersions responses always use header v0.
         let hv = if key == ApiKey::ApiVersions {
             0

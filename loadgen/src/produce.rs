@@ -35,8 +35,11 @@ pub struct ProduceStats {
     pub batch_bytes: u64,
     pub requests: u64,
     pub elapsed: Duration,
-    /// Request latency in microseconds.
+    /// Request latency in microseconds, from when the request was due (fixed rate) or
+    /// sent (unlimited).
     pub latency_us: Histogram<u64>,
+    /// Request latency from the moment the request was actually written to the socket.
+    pub service_us: Histogram<u64>,
 }
 
 fn payload(len: usize, seed: u64) -> Bytes {
@@ -133,6 +136,7 @@ pub async fn run(
     };
     let interval = rate_share.map(|r| Duration::from_secs_f64(batch_bytes_per_request as f64 / r));
     let mut latency_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut service_us = latency_us.clone();
     let mut requests = 0u64;
     let started = Instant::now();
     let deadline = started + opts.duration;
@@ -156,7 +160,7 @@ pub async fn run(
                             tokio::time::timeout(next_due - now, conn.recv::<ProduceResponse>())
                                 .await
                         {
-                            finish(r?, &mut due, &mut latency_us)?;
+                            finish(r?, &mut due, &mut latency_us, &mut service_us)?;
                         }
                     } else {
                         tokio::time::sleep_until(next_due.into()).await;
@@ -177,7 +181,7 @@ pub async fn run(
         } else {
             conn.flush().await?;
             let r = conn.recv::<ProduceResponse>().await?;
-            finish(r, &mut due, &mut latency_us)?;
+            finish(r, &mut due, &mut latency_us, &mut service_us)?;
         }
     }
     Ok(ProduceStats {
@@ -187,6 +191,7 @@ pub async fn run(
         requests,
         elapsed: started.elapsed(),
         latency_us,
+        service_us,
     })
 }
 
@@ -194,6 +199,7 @@ fn finish(
     r: crate::client::Received<ProduceResponse>,
     due: &mut std::collections::VecDeque<Instant>,
     hist: &mut Histogram<u64>,
+    service: &mut Histogram<u64>,
 ) -> anyhow::Result<()> {
     for t in &r.body.responses {
         for p in &t.partition_responses {
@@ -208,5 +214,6 @@ fn finish(
     }
     let from = due.pop_front().unwrap_or(r.sent);
     hist.record(from.elapsed().as_micros().max(1) as u64)?;
+    service.record(r.sent.elapsed().as_micros().max(1) as u64)?;
     Ok(())
 }

@@ -4,7 +4,8 @@ use anyhow::{Context, bail};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, CreateTopicsResponse, MetadataRequest, MetadataResponse, TopicName,
+    ApiKey, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -73,4 +74,19 @@ pub async fn ensure(
     let mut partitions: Vec<i32> = t.partitions.iter().map(|p| p.partition_index).collect();
     partitions.sort_unstable();
     Ok(TopicLayout { partitions, leader })
+}
+
+/// Deletes a topic (versions 1-5 name topics directly).
+pub async fn delete(conn: &mut Connection, topic: &str) -> anyhow::Result<()> {
+    let v = conn.pick_version(ApiKey::DeleteTopics, (1, 5))?;
+    let req = DeleteTopicsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topic_names(vec![TopicName(StrBytes::from_string(topic.to_string()))]);
+    let resp: DeleteTopicsResponse = conn.call(ApiKey::DeleteTopics, v, &req).await?;
+    for r in &resp.responses {
+        if r.error_code != 0 {
+            bail!("deleting topic {topic} failed with error {}", r.error_code);
+        }
+    }
+    Ok(())
 }
