@@ -47,7 +47,7 @@ async fn read_frames(
     idle: Duration,
     broker: Arc<Broker>,
 ) -> ReadEnd {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut buf = BytesMut::with_capacity(16 * 1024);
     loop {
         let next = async {
             while buf.len() < 4 {
@@ -86,7 +86,7 @@ async fn read_frames(
 pub async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, listener: Arc<str>) {
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
-    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+    let mut wr = BufWriter::with_capacity(32 * 1024, wr);
     let (tx, mut rx) = mpsc::channel::<Bytes>(READ_AHEAD);
     let max_frame = broker.config.socket_request_max_bytes;
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
