@@ -129,6 +129,15 @@ fn main() -> anyhow::Result<()> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
+    // Every segment keeps its log file open: raise the soft limit to the hard limit.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) if n < 65_536 => tracing::warn!(
+            open_files_limit = n,
+            "the open files limit is low for a broker (each log segment holds a file); raise it (ulimit -n)"
+        ),
+        Ok(n) => tracing::debug!(open_files_limit = n, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("sluice")

@@ -166,6 +166,13 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "Largest request frame accepted; a larger size prefix closes the connection.",
     ),
     def(
+        "fetch.max.bytes",
+        T::Int,
+        Some("57671680"),
+        Validator::AtLeast(1024),
+        "Most record bytes returned by one Fetch, whatever the client asks for (the first batch is always returned whole).",
+    ),
+    def(
         "connections.max.idle.ms",
         T::Long,
         Some("600000"),

@@ -125,11 +125,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
             });
         }
     }
-    let request_max = if v >= 3 {
-        req.max_bytes.max(0) as usize
-    } else {
-        usize::MAX
-    };
+    let request_max = (req.max_bytes.max(0) as usize).min(broker.config.fetch_max_bytes);
     let min_bytes = req.min_bytes.max(0) as usize;
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
