@@ -19,6 +19,8 @@ pub struct Broker {
     pub metrics: Arc<Metrics>,
     /// Cancelled on SIGTERM: stop accepting, finish in-flight work, flush, exit.
     pub shutdown: CancellationToken,
+    /// Serialises read-modify-write changes of dynamic configs.
+    pub config_changes: tokio::sync::Mutex<()>,
     ready: AtomicBool,
 }
 
@@ -47,6 +49,7 @@ impl Broker {
             replicas,
             metrics,
             shutdown: CancellationToken::new(),
+            config_changes: tokio::sync::Mutex::new(()),
             ready: AtomicBool::new(false),
         }
     }

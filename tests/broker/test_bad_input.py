@@ -362,3 +362,52 @@ def test_produce_with_corrupt_batches_is_rejected(broker):
     assert metric(m, "sluice_partition_errors_total", api="produce", error="CORRUPT_MESSAGE") == 4
     assert metric(m, "sluice_partition_messages_in_total", topic=topic, partition="0") == 10
     assert broker.log_text().count("CRC32C mismatch") >= 3
+
+
+def _uvarint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def test_huge_array_lengths_are_refused_without_harm(broker):
+    """Requests whose array length fields claim billions of elements over a few bytes.
+
+    kafka-protocol sizes its vectors from the claimed length before reading elements;
+    the broker must refuse each request (closing that connection) and keep serving."""
+    create_topic(broker, "huge-arrays")
+    frames = []
+    # Non-flexible versions: INT32 element counts, header v1.
+    for api, version, prefix in [
+        (3, 0, b""),                                  # Metadata v0: topics
+        (0, 3, struct.pack(">hhi", -1, 1, 1000)),     # Produce v3: topic_data
+        (1, 4, struct.pack(">iiiib", -1, 100, 1, 1 << 20, 0)),  # Fetch v4: topics
+        (2, 1, struct.pack(">i", -1)),                # ListOffsets v1: topics
+        (19, 2, b""),                                 # CreateTopics v2: topics
+    ]:
+        body = prefix + struct.pack(">i", 0x7FFFFFFF)
+        frames.append(rawkafka.request(api, version, 1, body))
+    # Flexible versions: compact arrays (unsigned varint length + 1), header v2.
+    for api, version in [(3, 12), (1, 12), (19, 7), (32, 4), (44, 1), (10, 4)]:
+        header = struct.pack(">hhih", api, version, 1, -1) + b"\x00"
+        payload = header + _uvarint(0xFFFFFFFF)
+        frames.append(struct.pack(">i", len(payload)) + payload)
+    for frame in frames:
+        s = rawkafka.connect(broker.port)
+        try:
+            s.sendall(frame)
+            assert rawkafka.wait_closed(s, timeout=10), frame[:12].hex()
+        finally:
+            s.close()
+    assert broker.alive()
+    assert broker.http_get("/readyz")[0] == 200
+    p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"})
+    p.produce("huge-arrays", key=b"k", value=b"still serving", partition=0)
+    assert p.flush(15) == 0
+    assert read_partition(broker, "huge-arrays", 0, 0, 1) == {0: (b"k", b"still serving")}

@@ -145,6 +145,13 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "Replication factor of topics created without an explicit one.",
     ),
     def(
+        "max.broker.partitions",
+        T::Int,
+        Some("10000"),
+        Validator::AtLeast(1),
+        "Most partition replicas one broker may host (KIP-578's name). CreateTopics and CreatePartitions beyond it fail with POLICY_VIOLATION. Each partition holds at least one open file.",
+    ),
+    def(
         "auto.create.topics.enable",
         T::Boolean,
         Some("true"),
@@ -422,7 +429,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         T::Long,
         Validator::AtLeast(0),
         "log.flush.interval.ms",
-        "fsync the partition when its oldest unflushed message is this old.",
+        "fsync the partition when this long has passed since its last fsync and it has unflushed messages.",
     ),
     topic(
         "index.interval.bytes",
@@ -499,7 +506,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         T::Long,
         Validator::AtLeast(0),
         "log.roll.jitter.ms",
-        "Subtracted from `segment.ms` so that segments of many partitions do not roll at once.",
+        "Each segment rolls after `segment.ms` minus a random share of this, so that many partitions do not roll at once.",
     ),
     topic(
         "segment.ms",

@@ -25,6 +25,7 @@ const BASE_SEQUENCE_OFFSET: usize = 53;
 const RECORDS_COUNT_OFFSET: usize = 57;
 
 const COMPRESSION_MASK: i16 = 0x07;
+const MIN_RECORD_BYTES: i64 = 7;
 const TIMESTAMP_TYPE_MASK: i16 = 0x08;
 const TRANSACTIONAL_MASK: i16 = 0x10;
 const CONTROL_MASK: i16 = 0x20;
@@ -194,6 +195,17 @@ pub fn check_produced(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     }
     if header.compression() > 4 {
         return Err(BatchError::UnknownCompression(header.compression()));
+    }
+    // An uncompressed record takes at least 7 bytes (length, attributes, timestamp and
+    // offset deltas, key and value lengths, header count): a batch cannot claim more
+    // records than fit. Compressed batches are not opened on this path.
+    if header.compression() == 0
+        && i64::from(header.records_count) * MIN_RECORD_BYTES > (batch.len() - HEADER_LEN) as i64
+    {
+        return Err(BatchError::CountMismatch {
+            count: header.records_count,
+            last_offset_delta: header.last_offset_delta,
+        });
     }
     if header.is_control() {
         return Err(BatchError::ControlBatch);

@@ -6,6 +6,7 @@ pub mod config;
 pub mod epoch_cache;
 pub mod index;
 pub mod partition_log;
+pub mod records;
 pub mod segment;
 pub mod validate;
 

@@ -6,12 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
-
 use super::batch::{BatchHeader, stamp_prefix};
 use super::checkpoint::{CheckpointError, sync_dir};
 use super::config::LogConfig;
 use super::epoch_cache::LeaderEpochCache;
+use super::records;
 use super::segment::{self, FileSlice, Segment, SegmentError, SyncHandles};
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +47,8 @@ pub enum LogError {
     },
     #[error("log of {topic}-{partition} is offline after a storage error")]
     Offline { topic: Arc<str>, partition: i32 },
+    #[error("{topic}-{partition} was deleted or moved off this broker")]
+    Closed { topic: Arc<str>, partition: i32 },
 }
 
 /// A batch that passed validation and is ready to be appended.
@@ -123,6 +124,9 @@ pub struct PartitionLog {
     last_flush: Instant,
     pending_sync: Vec<SyncHandles>,
     offline: bool,
+    /// Set before the partition's directory is deleted or moved: nothing may write to
+    /// its old path any more.
+    closed: bool,
 }
 
 #[cfg(test)]
@@ -197,23 +201,30 @@ impl PartitionLog {
             let base = log_start_offset.unwrap_or(0).max(0);
             segments.insert(base, Segment::create(dir, base).map_err(seg_err)?);
         }
+        let mut scanned = Vec::new();
         let mut i = 0;
         while i < bases.len() {
             let base = bases[i];
             let next_base = bases.get(i + 1).copied();
+            let is_last = next_base.is_none();
             let trusted = next_base.is_some_and(|nb| nb <= verify_from) && !rebuild_epochs;
             if trusted {
-                let (seg, rebuilt) = Segment::open_sealed(dir, base, config.index_interval_bytes)
-                    .map_err(seg_err)?;
-                report.indexes_rebuilt += usize::from(rebuilt);
-                segments.insert(base, seg);
-                i += 1;
-                continue;
+                if let Some(seg) = Segment::open_sealed(dir, base).map_err(seg_err)? {
+                    segments.insert(base, seg);
+                    i += 1;
+                    continue;
+                }
+                report.indexes_rebuilt += 1;
             }
+            // A flushed segment whose indexes are unusable may be damaged in other ways
+            // too: every batch of it is verified.
+            let segment_verify_from = if trusted { i64::MIN } else { verify_from };
             report.segments_scanned += 1;
-            let recovered = Segment::recover(dir, base, verify_from, config.index_interval_bytes)
-                .map_err(seg_err)?;
+            let recovered =
+                Segment::recover(dir, base, segment_verify_from, config.index_interval_bytes)
+                    .map_err(seg_err)?;
             let mut seg = recovered.segment;
+            scanned.push(seg.sync_handles());
             if rebuild_epochs {
                 for (e, o) in recovered.epochs {
                     epoch_cache.assign(e, o);
@@ -236,7 +247,14 @@ impl PartitionLog {
                 segments.insert(base, seg);
                 break;
             }
-            if next_base.is_some() {
+            if !is_last && seg.is_empty() {
+                // Nothing to serve; keeping it would only stall retention.
+                segment::delete_files(dir, base).map_err(seg_err)?;
+                report.segments_removed += 1;
+                i += 1;
+                continue;
+            }
+            if !is_last {
                 seg.seal().map_err(seg_err)?;
             }
             segments.insert(base, seg);
@@ -279,8 +297,11 @@ impl PartitionLog {
             epoch_cache,
             unflushed_messages: 0,
             last_flush: Instant::now(),
-            pending_sync: Vec::new(),
+            // Everything scanned (data and rewritten indexes) is fsynced before it
+            // becomes the new recovery point.
+            pending_sync: scanned,
             offline: false,
+            closed: false,
         };
         if report.segments_scanned > 0 {
             // What recovery validated becomes the new recovery point once it is on disk.
@@ -365,7 +386,10 @@ impl PartitionLog {
         }
         let too_big = active.size() + batch.size() as u64 > self.config.segment_bytes;
         let too_old = active.time_waited_for_roll(now_ms, batch.max_timestamp)
-            > self.config.segment_ms - self.config.segment_jitter_ms;
+            > self
+                .config
+                .segment_ms
+                .saturating_sub(active.roll_jitter_ms(self.config.segment_jitter_ms));
         let index_full = (active.index_entries() as u64 + 1) * 8 > self.config.segment_index_bytes;
         let offsets_overflow = batch.last_offset() - active.base_offset() > i64::from(i32::MAX);
         too_big || too_old || index_full || offsets_overflow
@@ -399,6 +423,12 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
+        if self.closed {
+            return Err(LogError::Closed {
+                topic: self.topic.clone(),
+                partition: self.partition,
+            });
+        }
         if self.offline {
             return Err(LogError::Offline {
                 topic: self.topic.clone(),
@@ -437,7 +467,11 @@ impl PartitionLog {
             if self.epoch_cache.assign(leader_epoch, base_offset)
                 && let Err(e) = self.epoch_cache.persist()
             {
-                return Err(self.checkpoint_err(e));
+                // The batch is in the log: failing the request now would make the client
+                // write it twice. The cache is rebuilt from batch headers if its file is
+                // unreadable at the next start.
+                tracing::error!(topic = %self.topic, partition = self.partition, error = %e,
+                    "could not persist the leader epoch cache");
             }
             bytes += header.size() as u64;
             records += header.offset_count();
@@ -491,40 +525,31 @@ impl PartitionLog {
         Ok(None)
     }
 
-    /// The first record with a timestamp at or after `timestamp`:
-    /// `(offset, timestamp, leader epoch)`.
-    pub fn offset_for_timestamp(
+    /// The first batch at or after `min_offset` (and the log start) that holds a record
+    /// with a timestamp at or after `timestamp`; its records are then read outside the
+    /// log lock (see `records::find_record`).
+    pub fn batch_for_timestamp(
         &self,
         timestamp: i64,
-    ) -> Result<Option<(i64, i64, i32)>, LogError> {
+        min_offset: i64,
+    ) -> Result<Option<Candidate>, LogError> {
+        let min_offset = min_offset.max(self.log_start_offset);
         for seg in self.segments.values() {
-            if seg.next_offset() <= self.log_start_offset || seg.max_timestamp() < timestamp {
+            if seg.next_offset() <= min_offset || seg.max_timestamp() < timestamp {
                 continue;
             }
-            let Some((pos, h)) = seg
-                .find_batch_by_timestamp(timestamp)
+            if let Some((pos, h)) = seg
+                .find_batch_by_timestamp(timestamp, min_offset)
                 .map_err(|e| self.seg_err(e))?
-            else {
-                continue;
-            };
-            let (offset, ts) = if h.is_log_append_time() {
-                (h.base_offset, h.max_timestamp)
-            } else {
-                let batch = seg.read_batch(pos, &h).map_err(|e| self.seg_err(e))?;
-                first_record_at_or_after(batch, timestamp)
-                    .unwrap_or((h.base_offset, h.max_timestamp))
-            };
-            return Ok(Some((
-                offset.max(self.log_start_offset),
-                ts,
-                h.partition_leader_epoch,
-            )));
+            {
+                return Ok(Some((seg.batch_slice(pos, &h), h, min_offset)));
+            }
         }
         Ok(None)
     }
 
-    /// The record with the largest timestamp (ListOffsets MAX_TIMESTAMP).
-    pub fn max_timestamp_offset(&self) -> Result<Option<(i64, i64, i32)>, LogError> {
+    /// The batch holding the largest timestamp (ListOffsets MAX_TIMESTAMP).
+    pub fn batch_with_max_timestamp(&self) -> Result<Option<Candidate>, LogError> {
         let best = self
             .segments
             .values()
@@ -536,20 +561,10 @@ impl PartitionLog {
         let Some(seg) = best else {
             return Ok(None);
         };
-        let Some((pos, h)) = seg
+        Ok(seg
             .translate(seg.offset_of_max_timestamp())
             .map_err(|e| self.seg_err(e))?
-        else {
-            return Ok(None);
-        };
-        let batch = seg.read_batch(pos, &h).map_err(|e| self.seg_err(e))?;
-        let (offset, ts) = if h.is_log_append_time() {
-            (h.base_offset, h.max_timestamp)
-        } else {
-            first_record_at_or_after(batch, h.max_timestamp)
-                .unwrap_or((h.base_offset, h.max_timestamp))
-        };
-        Ok(Some((offset, ts, h.partition_leader_epoch)))
+            .map(|(pos, h)| (seg.batch_slice(pos, &h), h, self.log_start_offset)))
     }
 
     /// Advances the log start offset (DeleteRecords). `offset` must not exceed `limit`
@@ -581,9 +596,8 @@ impl PartitionLog {
         let retention_bytes = self.config.retention_bytes;
         let total = self.size;
         self.delete_segments_while(limit, |_, s, deleted_so_far| {
-            let expired = retention_ms >= 0
-                && s.max_timestamp() >= 0
-                && now_ms - s.max_timestamp() > retention_ms;
+            let expired =
+                retention_ms >= 0 && now_ms.saturating_sub(s.largest_timestamp()) > retention_ms;
             let oversized =
                 retention_bytes >= 0 && total - deleted_so_far >= s.size() + retention_bytes as u64;
             expired || oversized
@@ -599,8 +613,14 @@ impl PartitionLog {
     ) -> Result<RetentionOutcome, LogError> {
         let mut doomed = Vec::new();
         let mut deleted_bytes = 0u64;
+        let last = self.segments.keys().next_back().copied();
         for seg in self.segments.values() {
-            if seg.next_offset() > limit || seg.is_empty() || !pred(self, seg, deleted_bytes) {
+            let is_last = Some(seg.base_offset()) == last;
+            if seg.next_offset() > limit || (is_last && seg.is_empty()) {
+                break;
+            }
+            // An empty segment other than the active one holds nothing to keep.
+            if !(seg.is_empty() || pred(self, seg, deleted_bytes)) {
                 break;
             }
             deleted_bytes += seg.size();
@@ -695,7 +715,7 @@ impl PartitionLog {
     /// up to the current log end durable.
     pub fn begin_flush(&mut self) -> Result<FlushJob, LogError> {
         let upto = self.log_end_offset();
-        let mut handles = std::mem::take(&mut self.pending_sync);
+        // Index writes first: if they fail, the queued fsyncs stay queued.
         if let Some(active) = self.segments.values_mut().next_back() {
             active
                 .persist_indexes()
@@ -704,6 +724,9 @@ impl PartitionLog {
                     partition: self.partition,
                     source,
                 })?;
+        }
+        let mut handles = std::mem::take(&mut self.pending_sync);
+        if let Some(active) = self.active() {
             handles.push(active.sync_handles());
         }
         self.unflushed_messages = 0;
@@ -719,9 +742,19 @@ impl PartitionLog {
         self.recovery_point = self.recovery_point.max(upto.min(self.log_end_offset()));
     }
 
-    /// Puts sync handles back after a failed flush so the next attempt retries them.
-    pub fn abort_flush(&mut self, job: FlushJob) {
-        self.pending_sync.extend(job.handles);
+    /// Takes the log offline after a failed fsync. Retrying is not safe: Linux may report
+    /// the next fsync of the same file as successful although the pages were lost.
+    pub fn mark_offline(&mut self) {
+        self.offline = true;
+    }
+
+    /// Stops all writes, flushes and retention: the directory is about to be deleted.
+    pub fn close(&mut self) {
+        self.closed = true;
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
     }
 
     /// Epoch bookkeeping for OffsetForLeaderEpoch.
@@ -736,15 +769,64 @@ impl PartitionLog {
     }
 }
 
-/// Offsets and timestamps of the records of a batch, decoded with kafka-protocol. Only
-/// used by timestamp lookups, never on the produce or fetch path.
-fn first_record_at_or_after(batch: Bytes, timestamp: i64) -> Option<(i64, i64)> {
-    let mut buf = batch;
-    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).ok()?;
-    set.records
-        .iter()
-        .find(|r| r.timestamp >= timestamp)
-        .map(|r| (r.offset, r.timestamp))
+/// How many batches a timestamp lookup inspects before giving up; each candidate batch
+/// holds a record at or after the timestamp, so more than one is rare.
+const MAX_TIMESTAMP_CANDIDATES: usize = 1000;
+
+/// A located batch: its bytes, header, and the lowest offset that may be returned.
+pub type Candidate = (FileSlice, BatchHeader, i64);
+
+/// ListOffsets by timestamp: the first record at or after `timestamp`, among offsets the
+/// log still holds, as `(offset, timestamp, leader epoch)`. `locate(min_offset)` finds the
+/// next candidate batch under the log lock; its records are read here, without the lock.
+pub fn offset_for_timestamp(
+    timestamp: i64,
+    mut locate: impl FnMut(i64) -> Result<Option<Candidate>, LogError>,
+) -> Result<Option<(i64, i64, i32)>, LogError> {
+    let mut from = i64::MIN;
+    for _ in 0..MAX_TIMESTAMP_CANDIDATES {
+        let Some((slice, h, min)) = locate(from)? else {
+            return Ok(None);
+        };
+        let found = read_and_find(&slice, &h, |o, t| o >= min && t >= timestamp)?;
+        match found {
+            Some((o, t)) => return Ok(Some((o, t, h.partition_leader_epoch))),
+            None => from = h.next_offset(),
+        }
+    }
+    Ok(None)
+}
+
+/// ListOffsets MAX_TIMESTAMP: the first record carrying the batch's max timestamp.
+pub fn offset_of_max_timestamp(
+    candidate: Option<Candidate>,
+) -> Result<Option<(i64, i64, i32)>, LogError> {
+    let Some((slice, h, min)) = candidate else {
+        return Ok(None);
+    };
+    let found = read_and_find(&slice, &h, |o, t| o >= min && t >= h.max_timestamp)?;
+    Ok(found.map(|(o, t)| (o, t, h.partition_leader_epoch)))
+}
+
+fn read_and_find(
+    slice: &FileSlice,
+    h: &BatchHeader,
+    pred: impl FnMut(i64, i64) -> bool,
+) -> Result<Option<(i64, i64)>, LogError> {
+    let bytes = slice.read().map_err(|source| LogError::Io {
+        path: "segment".into(),
+        source,
+    })?;
+    match records::find_record(h, &bytes, pred) {
+        Ok(found) => Ok(found),
+        Err(e) => {
+            // The batch passed its CRC when written, so this is a producer's malformed
+            // records (or a decompression bomb): answer with the batch itself.
+            tracing::warn!(base_offset = h.base_offset, error = %e,
+                "cannot read the records of a batch for a timestamp lookup; answering with its base offset");
+            Ok(Some((h.base_offset, h.max_timestamp)))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -891,6 +973,54 @@ mod tests {
     }
 
     #[test]
+    fn time_retention_uses_file_time_for_batches_without_timestamps() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = small_segments();
+        config.retention_ms = 60_000;
+        let (mut log, _) = open(dir.path(), config, None);
+        // NO_TIMESTAMP (-1) records: the segment's age is its file's modification time.
+        for _ in 0..80 {
+            append_batch(&mut log, 1, -1, 100);
+        }
+        append_batch(&mut log, 1, now_ms(), 100);
+        let now = now_ms();
+        assert_eq!(
+            log.apply_retention(now, log.log_end_offset())
+                .unwrap()
+                .segments_deleted,
+            0
+        );
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for s in log.segments().take(2) {
+            std::fs::File::options()
+                .write(true)
+                .open(s.log_path())
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        let out = log.apply_retention(now, log.log_end_offset()).unwrap();
+        assert_eq!(out.segments_deleted, 2);
+    }
+
+    #[test]
+    fn empty_middle_segments_are_dropped_at_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path(), small_segments(), None);
+        for i in 0..20 {
+            append_batch(&mut log, 2, 1_000 + i, 100);
+        }
+        let leo = log.log_end_offset();
+        drop(log);
+        // A crash right after a roll, then more segments: an empty one in the middle.
+        std::fs::File::create(segment::file_path(dir.path(), leo, "log")).unwrap();
+        std::fs::File::create(segment::file_path(dir.path(), leo + 1, "log")).unwrap();
+        let (log, report) = open(dir.path(), small_segments(), None);
+        assert_eq!(report.segments_removed, 1);
+        assert_eq!(log.log_end_offset(), leo + 1);
+    }
+
+    #[test]
     fn retention_keeps_uncommitted_data() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = small_segments();
@@ -933,14 +1063,24 @@ mod tests {
             // Records of batch i have timestamps 10_000 + 10 i + {0, 1, 2}.
             append_batch(&mut log, 3, 10_000 + i * 10, 50);
         }
-        assert_eq!(log.offset_for_timestamp(0).unwrap().unwrap().0, 0);
-        let (o, t, _) = log.offset_for_timestamp(10_251).unwrap().unwrap();
+        let lookup = |log: &PartitionLog, ts: i64| {
+            offset_for_timestamp(ts, |from| log.batch_for_timestamp(ts, from)).unwrap()
+        };
+        assert_eq!(lookup(&log, 0).unwrap().0, 0);
+        let (o, t, _) = lookup(&log, 10_251).unwrap();
         assert_eq!((o, t), (25 * 3 + 1, 10_251));
-        let (o, t, _) = log.offset_for_timestamp(10_253).unwrap().unwrap();
+        let (o, t, _) = lookup(&log, 10_253).unwrap();
         assert_eq!((o, t), (26 * 3, 10_260));
-        assert!(log.offset_for_timestamp(20_000).unwrap().is_none());
-        let (o, t, _) = log.max_timestamp_offset().unwrap().unwrap();
+        assert!(lookup(&log, 20_000).is_none());
+        let (o, t, _) = offset_of_max_timestamp(log.batch_with_max_timestamp().unwrap())
+            .unwrap()
+            .unwrap();
         assert_eq!((o, t), (149, 10_492));
+        // Records below the log start offset are never an answer.
+        let leo = log.log_end_offset();
+        log.advance_log_start(76, leo).unwrap();
+        let (o, t, _) = lookup(&log, 0).unwrap();
+        assert_eq!((o, t), (76, 10_251));
     }
 
     #[test]

@@ -92,7 +92,14 @@ pub struct Segment {
     /// Max timestamp of the first batch: `segment.ms` counts from here, as in Kafka.
     first_batch_timestamp: Option<i64>,
     created_ms: i64,
+    /// Picks this segment's share of `segment.jitter.ms`, so partitions roll at
+    /// different times.
+    jitter_seed: u64,
     sealed: bool,
+}
+
+fn jitter_seed() -> u64 {
+    uuid::Uuid::new_v4().as_u64_pair().0
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> SegmentError {
@@ -213,6 +220,7 @@ impl Segment {
             offset_of_max_timestamp: base_offset,
             first_batch_timestamp: None,
             created_ms: now_ms(),
+            jitter_seed: jitter_seed(),
             sealed: false,
         })
     }
@@ -259,6 +267,7 @@ impl Segment {
             offset_of_max_timestamp: state.offset_of_max_timestamp,
             first_batch_timestamp: state.first_batch_timestamp,
             created_ms,
+            jitter_seed: jitter_seed(),
             sealed: false,
         };
         segment.offset_index.rewrite(&segment.index_path)?;
@@ -272,71 +281,58 @@ impl Segment {
     }
 
     /// Opens a rolled segment that is known to be flushed, trusting its indexes when they
-    /// are consistent and rebuilding them (header scan only) when they are not.
-    pub fn open_sealed(
-        dir: &Path,
-        base_offset: i64,
-        index_interval: u64,
-    ) -> Result<(Self, bool), SegmentError> {
+    /// are consistent with the file. `Ok(None)`: they are missing or inconsistent, and the
+    /// caller must recover the segment by scanning it.
+    pub fn open_sealed(dir: &Path, base_offset: i64) -> Result<Option<Self>, SegmentError> {
         let log_path = file_path(dir, base_offset, "log");
         let file = open_log_file(&log_path, false).map_err(|e| io_err(&log_path, e))?;
         let size = file.metadata().map_err(|e| io_err(&log_path, e))?.len();
+        if size == 0 {
+            return Ok(None);
+        }
         let index_path = file_path(dir, base_offset, "index");
         let time_index_path = file_path(dir, base_offset, "timeindex");
-        let loaded = OffsetIndex::load(&index_path, base_offset, size.max(1)).and_then(|oi| {
-            // The last batch tells us the segment's end offset.
-            let (last_indexed_offset, pos) = oi.lookup(i64::MAX);
-            let _ = last_indexed_offset;
-            let next = last_batch_after(&file, u64::from(pos), size)
-                .map_err(|e| IndexError::Io {
-                    path: log_path.display().to_string(),
-                    source: e,
-                })?
-                .ok_or_else(|| IndexError::Corrupt {
-                    path: index_path.display().to_string(),
-                    reason: "index points at a position with no valid batch".into(),
-                })?;
-            let ti = TimeIndex::load(&time_index_path, base_offset, next.next_offset())?;
-            Ok((oi, ti, next))
-        });
-        match loaded {
-            Ok((offset_index, time_index, last)) if size > 0 => {
-                let (max_timestamp, offset_of_max_timestamp) =
-                    time_index.last().unwrap_or((-1, base_offset));
-                let created_ms = file_mtime_ms(&file);
-                let first_batch_timestamp = read_header_at(&file, 0, size)
-                    .ok()
-                    .flatten()
-                    .map(|h| h.max_timestamp);
-                Ok((
-                    Self {
-                        base_offset,
-                        log_path,
-                        index_path,
-                        time_index_path,
-                        file: Arc::new(file),
-                        size,
-                        next_offset: last.next_offset(),
-                        offset_index,
-                        time_index,
-                        bytes_since_index: 0,
-                        max_timestamp,
-                        offset_of_max_timestamp,
-                        first_batch_timestamp,
-                        created_ms,
-                        sealed: true,
-                    },
-                    false,
-                ))
-            }
-            _ => {
-                drop(file);
-                let recovered = Self::recover(dir, base_offset, i64::MAX, index_interval)?;
-                let mut segment = recovered.segment;
-                segment.seal()?;
-                Ok((segment, true))
-            }
+        let Ok(offset_index) = OffsetIndex::load(&index_path, base_offset, size) else {
+            return Ok(None);
+        };
+        // The batches after the last index entry must lead exactly to the end of the file.
+        let (_, pos) = offset_index.lookup(i64::MAX);
+        let Some(last) =
+            last_batch_after(&file, u64::from(pos), size).map_err(|e| io_err(&log_path, e))?
+        else {
+            return Ok(None);
+        };
+        let Ok(time_index) = TimeIndex::load(&time_index_path, base_offset, last.next_offset())
+        else {
+            return Ok(None);
+        };
+        // Sealing writes a final time index entry, so it covers the last batch's timestamp.
+        let (max_timestamp, offset_of_max_timestamp) =
+            time_index.last().unwrap_or((-1, base_offset));
+        if last.max_timestamp > max_timestamp {
+            return Ok(None);
         }
+        let first_batch_timestamp = read_header_at(&file, 0, size)
+            .map_err(|e| io_err(&log_path, e))?
+            .map(|h| h.max_timestamp);
+        Ok(Some(Self {
+            base_offset,
+            created_ms: file_mtime_ms(&file),
+            log_path,
+            index_path,
+            time_index_path,
+            file: Arc::new(file),
+            size,
+            next_offset: last.next_offset(),
+            offset_index,
+            time_index,
+            bytes_since_index: 0,
+            max_timestamp,
+            offset_of_max_timestamp,
+            first_batch_timestamp,
+            jitter_seed: jitter_seed(),
+            sealed: true,
+        }))
     }
 
     pub fn base_offset(&self) -> i64 {
@@ -375,8 +371,27 @@ impl Segment {
     /// usable first timestamp, from the segment's creation to now.
     pub fn time_waited_for_roll(&self, now_ms: i64, incoming_max_timestamp: i64) -> i64 {
         match self.first_batch_timestamp {
-            Some(first) if first >= 0 => incoming_max_timestamp - first,
-            _ => now_ms - self.created_ms,
+            Some(first) if first >= 0 => incoming_max_timestamp.saturating_sub(first),
+            _ => now_ms.saturating_sub(self.created_ms),
+        }
+    }
+
+    /// This segment's jitter: a fixed random share of `segment.jitter.ms`.
+    pub fn roll_jitter_ms(&self, segment_jitter_ms: i64) -> i64 {
+        if segment_jitter_ms <= 0 {
+            0
+        } else {
+            (self.jitter_seed % segment_jitter_ms as u64) as i64
+        }
+    }
+
+    /// The newest timestamp in the segment, or the file's modification time when no
+    /// record carries one (what `retention.ms` measures, as in Kafka).
+    pub fn largest_timestamp(&self) -> i64 {
+        if self.max_timestamp >= 0 {
+            self.max_timestamp
+        } else {
+            file_mtime_ms(&self.file)
         }
     }
 
@@ -484,15 +499,17 @@ impl Segment {
         .map_err(|e| io_err(&self.log_path, e))
     }
 
-    /// First batch whose max timestamp is at or after `timestamp`.
+    /// First batch holding offsets at or after `min_offset` whose max timestamp is at or
+    /// after `timestamp`.
     pub fn find_batch_by_timestamp(
         &self,
         timestamp: i64,
+        min_offset: i64,
     ) -> Result<Option<(u64, BatchHeader)>, SegmentError> {
-        if self.max_timestamp < timestamp {
+        if self.max_timestamp < timestamp || self.next_offset <= min_offset {
             return Ok(None);
         }
-        let from = self.time_index.lookup(timestamp);
+        let from = self.time_index.lookup(timestamp).max(min_offset);
         let Some((mut pos, _)) = self.translate(from)? else {
             return Ok(None);
         };
@@ -502,7 +519,7 @@ impl Segment {
             else {
                 break;
             };
-            if h.max_timestamp >= timestamp {
+            if h.max_timestamp >= timestamp && h.last_offset() >= min_offset {
                 return Ok(Some((pos, h)));
             }
             pos += h.size() as u64;
@@ -573,6 +590,15 @@ impl Segment {
     }
 
     /// Handles needed to fsync this segment outside the partition lock.
+    /// The whole batch at `position` as a slice to read outside the log lock.
+    pub fn batch_slice(&self, position: u64, header: &BatchHeader) -> FileSlice {
+        FileSlice {
+            file: self.file.clone(),
+            position,
+            len: header.size(),
+        }
+    }
+
     pub fn sync_handles(&self) -> SyncHandles {
         SyncHandles {
             file: self.file.clone(),
@@ -790,9 +816,11 @@ mod tests {
         let h = check_stored(&data).unwrap();
         assert_eq!(h.base_offset, 10);
 
-        let (_, h) = seg.find_batch_by_timestamp(1_010).unwrap().unwrap();
+        let (_, h) = seg.find_batch_by_timestamp(1_010, 0).unwrap().unwrap();
         assert_eq!(h.base_offset, 10 + 8 * 3);
-        assert!(seg.find_batch_by_timestamp(5_000).unwrap().is_none());
+        let (_, h) = seg.find_batch_by_timestamp(1_010, 50).unwrap().unwrap();
+        assert_eq!(h.base_offset, 49);
+        assert!(seg.find_batch_by_timestamp(5_000, 0).unwrap().is_none());
     }
 
     #[test]
@@ -855,18 +883,21 @@ mod tests {
             append(&mut seg, i, 1, 2_000 + i);
         }
         seg.seal().unwrap();
-        let size = seg.size();
         drop(seg);
-        let (seg, rebuilt) = Segment::open_sealed(dir.path(), 0, 256).unwrap();
-        assert!(!rebuilt);
+        let seg = Segment::open_sealed(dir.path(), 0).unwrap().unwrap();
         assert_eq!(seg.next_offset(), 30);
         assert_eq!(seg.max_timestamp(), 2_029);
         drop(seg);
         std::fs::write(file_path(dir.path(), 0, "index"), [9u8; 13]).unwrap();
-        let (seg, rebuilt) = Segment::open_sealed(dir.path(), 0, 256).unwrap();
-        assert!(rebuilt);
-        assert_eq!(seg.size(), size);
-        assert_eq!(seg.next_offset(), 30);
+        assert!(Segment::open_sealed(dir.path(), 0).unwrap().is_none());
+        // A time index that stops short of the last batch is not trusted either.
+        let mut seg = Segment::recover(dir.path(), 0, i64::MAX, 256)
+            .unwrap()
+            .segment;
+        seg.seal().unwrap();
+        drop(seg);
+        std::fs::write(file_path(dir.path(), 0, "timeindex"), []).unwrap();
+        assert!(Segment::open_sealed(dir.path(), 0).unwrap().is_none());
     }
 
     #[test]

@@ -3,13 +3,11 @@
 //! Records themselves are only touched when a topic asks for recompression.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::compression::{
-    Compressor, Decompressor, Gzip, Lz4, None as NoCompression, Snappy, Zstd,
-};
-use kafka_protocol::protocol::buf::ByteBuf;
+use kafka_protocol::compression::{Compressor, Gzip, Lz4, None as NoCompression, Snappy, Zstd};
 
 use super::batch::{self, BatchError, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
 use super::config::{LogConfig, TimestampType};
+use super::records::{self, MAX_DECOMPRESSED};
 
 /// A batch ready for [`crate::log::PartitionLog::append`]: the client's bytes (shared with
 /// the request buffer) or a rewritten copy.
@@ -51,10 +49,6 @@ impl ValidationError {
     }
 }
 
-/// Decompressed payloads larger than this are refused when recompressing, so a tiny
-/// compressed batch cannot make the broker allocate without bound.
-const MAX_DECOMPRESSED: usize = 256 << 20;
-
 /// Validates every batch of a partition's record set and prepares it for append.
 pub fn prepare(
     records: &Bytes,
@@ -64,9 +58,15 @@ pub fn prepare(
     if records.is_empty() {
         return Err(ValidationError::Empty);
     }
-    let mut out = Vec::with_capacity(1);
+    let mut out: Vec<PreparedBatch> = Vec::with_capacity(1);
     for item in batch::split_batches(records, batch::check_produced) {
         let (range, header) = item.map_err(ValidationError::Corrupt)?;
+        if !out.is_empty() {
+            // As Kafka since Produce v3: appending all of them or none must be possible.
+            return Err(ValidationError::InvalidRecord(
+                "a produce request may carry only one record batch per partition".into(),
+            ));
+        }
         if header.is_transactional() {
             return Err(ValidationError::InvalidRecord(
                 "transactional batches are not supported by this Sluice version".into(),
@@ -87,14 +87,12 @@ pub fn prepare(
                 max: config.max_message_bytes,
             });
         }
-        match config.timestamp_type {
-            TimestampType::CreateTime => check_timestamps(&prepared.header, config, now_ms)?,
-            TimestampType::LogAppendTime => {
-                let mut owned = BytesMut::from(&prepared.bytes[..]);
-                batch::set_log_append_time(&mut owned, now_ms);
-                prepared.header = BatchHeader::parse(&owned).map_err(ValidationError::Corrupt)?;
-                prepared.bytes = owned.freeze();
-            }
+        check_timestamps(&prepared.header, config, now_ms)?;
+        if config.timestamp_type == TimestampType::LogAppendTime {
+            let mut owned = BytesMut::from(&prepared.bytes[..]);
+            batch::set_log_append_time(&mut owned, now_ms);
+            prepared.header = BatchHeader::parse(&owned).map_err(ValidationError::Corrupt)?;
+            prepared.bytes = owned.freeze();
         }
         out.push(prepared);
     }
@@ -106,6 +104,18 @@ fn check_timestamps(
     config: &LogConfig,
     now_ms: i64,
 ) -> Result<(), ValidationError> {
+    // -1 is Kafka's "no timestamp"; anything lower is invalid in every mode.
+    for ts in [h.base_timestamp, h.max_timestamp] {
+        if ts < -1 {
+            return Err(ValidationError::InvalidTimestamp {
+                timestamp: ts,
+                reason: "timestamps must be -1 (none) or not negative".into(),
+            });
+        }
+    }
+    if config.timestamp_type == TimestampType::LogAppendTime {
+        return Ok(());
+    }
     if h.base_timestamp >= 0
         && now_ms.saturating_sub(h.base_timestamp) > config.timestamp_before_max_ms
     {
@@ -135,31 +145,6 @@ fn codec_err(e: impl std::fmt::Display) -> ValidationError {
     ValidationError::InvalidRecord(format!("cannot recompress batch: {e}"))
 }
 
-fn decompress(codec: i16, mut payload: Bytes) -> Result<Bytes, ValidationError> {
-    fn take<B: ByteBuf>(b: &mut B) -> anyhow::Result<Bytes> {
-        Ok(b.copy_to_bytes(b.remaining()))
-    }
-    let out = match codec {
-        0 => Ok(payload),
-        1 => Gzip::decompress(&mut payload, take),
-        2 => Snappy::decompress(&mut payload, take),
-        3 => Lz4::decompress(&mut payload, take),
-        4 => Zstd::decompress(&mut payload, take),
-        other => {
-            return Err(ValidationError::Corrupt(BatchError::UnknownCompression(
-                other,
-            )));
-        }
-    }
-    .map_err(codec_err)?;
-    if out.len() > MAX_DECOMPRESSED {
-        return Err(ValidationError::InvalidRecord(format!(
-            "batch decompresses to more than {MAX_DECOMPRESSED} bytes"
-        )));
-    }
-    Ok(out)
-}
-
 fn compress(codec: i16, raw: &[u8], out: &mut BytesMut) -> Result<(), ValidationError> {
     let fill = |buf: &mut BytesMut| {
         buf.put_slice(raw);
@@ -183,7 +168,7 @@ fn compress(codec: i16, raw: &[u8], out: &mut BytesMut) -> Result<(), Validation
 /// Re-encodes a batch's records section with another codec. The records are byte-for-byte
 /// the same inside; only the framing around them changes.
 fn recompress(b: &PreparedBatch, target: i16) -> Result<PreparedBatch, ValidationError> {
-    let raw = decompress(b.header.compression(), b.bytes.slice(HEADER_LEN..))?;
+    let raw = records::decompress(&b.header, &b.bytes, MAX_DECOMPRESSED).map_err(codec_err)?;
     let mut out = BytesMut::with_capacity(HEADER_LEN + raw.len() / 2);
     out.put_slice(&b.bytes[..HEADER_LEN]);
     compress(target, &raw, &mut out)?;
@@ -275,6 +260,17 @@ mod tests {
             assert_eq!(set.records[49].timestamp, 1_049);
             assert_eq!(set.records[7].key.as_deref(), Some(&b"key-7"[..]));
         }
+    }
+
+    #[test]
+    fn one_batch_per_partition_and_sane_timestamps() {
+        let a = make_batch(2, 1_000, 4);
+        let mut two = a.to_vec();
+        two.extend_from_slice(&a);
+        let e = prepare(&Bytes::from(two), &LogConfig::default(), 1_000).unwrap_err();
+        assert_eq!(e.error_code(), 87);
+        let e = prepare(&make_batch(2, -50, 4), &LogConfig::default(), 1_000).unwrap_err();
+        assert_eq!(e.error_code(), 32);
     }
 
     #[test]

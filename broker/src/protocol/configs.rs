@@ -77,9 +77,11 @@ pub fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> DescribeCo
             let mut result = DescribeConfigsResult::default()
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone());
+            // Null or empty: every config (as Kafka).
             let wanted = |name: &str| {
                 res.configuration_keys
                     .as_ref()
+                    .filter(|keys| !keys.is_empty())
                     .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
             };
             let entry = |name: &str,
@@ -272,6 +274,7 @@ fn current_overrides(broker: &Broker, resource_type: i8, name: &str) -> BTreeMap
 pub async fn alter(ctx: &RequestContext, req: AlterConfigsRequest) -> AlterConfigsResponse {
     use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
     let mut responses = Vec::with_capacity(req.resources.len());
+    let _serialised = ctx.broker.config_changes.lock().await;
     for res in req.resources {
         // Legacy AlterConfigs replaces the whole set of overrides.
         let configs = res
@@ -324,6 +327,8 @@ pub async fn incremental_alter(
     use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
     let broker = &ctx.broker;
     let mut responses = Vec::with_capacity(req.resources.len());
+    // Read, modify, write: concurrent alterations must not overwrite each other.
+    let _serialised = broker.config_changes.lock().await;
     for res in req.resources {
         let mut configs = current_overrides(broker, res.resource_type, &res.resource_name);
         let mut op_error = None;

@@ -33,6 +33,7 @@ pub async fn handle(
             }
             let rf = topic.partitions.first().map(|p| p.replicas.len() as i16).unwrap_or(1);
             let new = t.count - current;
+            topics::check_partition_limit(&md, i64::from(new), i64::from(rf), broker.config.max_broker_partitions)?;
             let assignments = match t.assignments.as_ref().filter(|a| !a.is_empty()) {
                 Some(a) => {
                     if a.len() as i32 != new {

@@ -11,7 +11,7 @@ use super::RequestContext;
 pub async fn handle(ctx: &RequestContext, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let broker = &ctx.broker;
     let mut changed = false;
-    let topics = req
+    let mut topics: Vec<DeleteRecordsTopicResult> = req
         .topics
         .into_iter()
         .map(|t| {
@@ -48,10 +48,26 @@ pub async fn handle(ctx: &RequestContext, req: DeleteRecordsRequest) -> DeleteRe
     if changed {
         // The new log start offset must survive a crash once acknowledged.
         let replicas = broker.replicas.clone();
-        match tokio::task::spawn_blocking(move || replicas.write_checkpoints()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "writing log start offset checkpoint failed"),
-            Err(e) => tracing::error!(error = %e, "checkpoint task failed"),
+        let persisted =
+            match tokio::task::spawn_blocking(move || replicas.write_checkpoints()).await {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "writing the log start offset checkpoint failed");
+                    false
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "checkpoint task failed");
+                    false
+                }
+            };
+        if !persisted {
+            for t in &mut topics {
+                for p in &mut t.partitions {
+                    if p.error_code == 0 {
+                        p.error_code = ResponseError::KafkaStorageError.code();
+                    }
+                }
+            }
         }
     }
     DeleteRecordsResponse::default().with_topics(topics)

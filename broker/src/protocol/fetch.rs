@@ -148,8 +148,15 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
             break planned;
         }
         let mut changed: FuturesUnordered<_> = watches.iter_mut().map(|w| w.changed()).collect();
+        let any_change = async {
+            match changed.next().await {
+                Some(_) => {}
+                // Nothing to watch: only the deadline can end the wait.
+                None => std::future::pending::<()>().await,
+            }
+        };
         tokio::select! {
-            _ = changed.next() => {}
+            _ = any_change => {}
             _ = tokio::time::sleep_until(deadline) => {}
             _ = broker.shutdown.cancelled() => {}
         }

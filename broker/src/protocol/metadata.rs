@@ -114,7 +114,7 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
                     results.insert(i, error_topic(Some(&name), Uuid::nil(), e.code, v));
                     continue;
                 }
-                if !allow_auto_create {
+                if !allow_auto_create || is_internal(&name) {
                     results.insert(
                         i,
                         error_topic(

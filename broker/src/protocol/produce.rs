@@ -13,7 +13,6 @@ use kafka_protocol::protocol::StrBytes;
 use super::{RequestContext, msg};
 use crate::broker::now_ms;
 use crate::log::config::TimestampType;
-use crate::log::partition_log::FlushJob;
 use crate::log::validate;
 use crate::replica::{Partition, PartitionError};
 
@@ -23,7 +22,7 @@ struct Pending {
     partition_idx: usize,
     partition: Arc<Partition>,
     required_offset: i64,
-    flush: Option<FlushJob>,
+    flush: bool,
 }
 
 fn error_response(index: i32, code: i16, message: Option<String>) -> PartitionProduceResponse {
@@ -123,13 +122,13 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> (ProduceRespon
                             .with_log_append_time_ms(log_append_time)
                             .with_log_start_offset(outcome.info.log_start_offset),
                     );
-                    if acks == -1 || outcome.flush.is_some() {
+                    if acks == -1 || outcome.flush_due {
                         pending.push(Pending {
                             topic_idx: ti,
                             partition_idx: pi,
                             partition,
                             required_offset: outcome.info.last_offset + 1,
-                            flush: outcome.flush,
+                            flush: outcome.flush_due,
                         });
                     }
                 }
@@ -162,8 +161,8 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> (ProduceRespon
     }
 
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
-    for mut p in pending {
-        let result = complete(&mut p, acks, timeout).await;
+    for p in pending {
+        let result = complete(&p, acks, timeout).await;
         if let Err(code) = result {
             any_error = true;
             broker.metrics.partition_error("produce", code);
@@ -181,16 +180,13 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> (ProduceRespon
 
 /// Waits for what the response promises: the fsync demanded by `flush.messages`, and for
 /// acks=all the high watermark passing the appended records.
-async fn complete(p: &mut Pending, acks: i16, timeout: Duration) -> Result<(), i16> {
-    if let Some(job) = p.flush.take() {
+async fn complete(p: &Pending, acks: i16, timeout: Duration) -> Result<(), i16> {
+    if p.flush {
         let partition = p.partition.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let r = job.run();
-            partition.finish_flush(job, r)
-        })
-        .await;
-        match result {
-            Ok(Ok(())) => {}
+        match tokio::task::spawn_blocking(move || partition.flush(false)).await {
+            // Another flush may have covered these records; either way they must be on disk.
+            Ok(Ok(_)) if p.partition.recovery_point() >= p.required_offset => {}
+            Ok(Ok(_)) => return Err(ResponseError::KafkaStorageError.code()),
             Ok(Err(e)) => {
                 tracing::error!(topic = %p.partition.topic, partition = p.partition.index, error = %e, "fsync after flush.messages failed");
                 return Err(ResponseError::KafkaStorageError.code());

@@ -116,6 +116,46 @@ pub fn assign(
         .collect())
 }
 
+/// Refuses assignments that would put more than `limit` partitions on any broker, before
+/// anything is allocated for them.
+pub fn check_partition_limit(
+    md: &ClusterMetadata,
+    new_partitions: i64,
+    replication_factor: i64,
+    limit: usize,
+) -> Result<(), TopicError> {
+    let too_many = |hosted: usize| {
+        TopicError::new(
+            ResponseError::PolicyViolation,
+            format!(
+                "adding {new_partitions} partitions would put more than max.broker.partitions={limit} \
+                 partition replicas on a broker (busiest broker hosts {hosted})"
+            ),
+        )
+    };
+    let mut hosted: BTreeMap<i32, usize> = md.brokers.keys().map(|b| (*b, 0)).collect();
+    for t in md.topics.values() {
+        for p in &t.partitions {
+            for r in &p.replicas {
+                *hosted.entry(*r).or_default() += 1;
+            }
+        }
+    }
+    let brokers = hosted.len().max(1) as i64;
+    let busiest = hosted.values().copied().max().unwrap_or(0);
+    // Replicas are spread evenly: each broker receives at most this many new ones.
+    let per_broker = (new_partitions
+        .max(0)
+        .saturating_mul(replication_factor.max(1))
+        + brokers
+        - 1)
+        / brokers;
+    if busiest as i64 + per_broker > limit as i64 {
+        return Err(too_many(busiest));
+    }
+    Ok(())
+}
+
 /// A validated request to create one topic.
 #[derive(Debug, Clone)]
 pub struct NewTopic {
@@ -142,6 +182,15 @@ pub async fn create(
     validate_only: bool,
 ) -> Result<Created, TopicError> {
     validate_name(&t.name)?;
+    if crate::protocol::metadata::is_internal(&t.name) {
+        return Err(TopicError::new(
+            ResponseError::InvalidRequest,
+            format!(
+                "'{}' is an internal topic, created by its coordinator",
+                t.name
+            ),
+        ));
+    }
     let md = broker.metadata.current();
     if md.topics.contains_key(&t.name) {
         return Err(TopicError::new(
@@ -165,6 +214,8 @@ pub async fn create(
                     "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.",
                 ));
             }
+            let rf = a.first().map_or(1, Vec::len) as i64;
+            check_partition_limit(&md, a.len() as i64, rf, broker.config.max_broker_partitions)?;
             a
         }
         None => {
@@ -184,6 +235,12 @@ pub async fn create(
             } else {
                 t.replication_factor
             };
+            check_partition_limit(
+                &md,
+                i64::from(partitions),
+                i64::from(rf),
+                broker.config.max_broker_partitions,
+            )?;
             assign(&md, &t.name, 0, partitions, rf)?
         }
     };
@@ -269,5 +326,12 @@ mod tests {
         .unwrap();
         assert_eq!(collision(&md, "a_b"), Some("a.b"));
         assert_eq!(collision(&md, "a.b"), None);
+        // 1 partition hosted on broker 1; 3 brokers share new replicas evenly.
+        assert!(check_partition_limit(&md, 3, 1, 2).is_ok());
+        assert_eq!(
+            check_partition_limit(&md, 6, 1, 2).unwrap_err().code,
+            ResponseError::PolicyViolation.code()
+        );
+        assert!(check_partition_limit(&md, i64::from(i32::MAX), 3, 10_000).is_err());
     }
 }

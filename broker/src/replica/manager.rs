@@ -65,8 +65,9 @@ pub struct ReplicaManager {
     statics: StaticConfig,
     topics: RwLock<HashMap<Arc<str>, HostedTopic>>,
     ids: RwLock<HashMap<Uuid, Arc<str>>>,
-    /// Serialises metadata application and checkpoint writes.
-    apply_lock: Mutex<()>,
+    /// Serialises metadata application; holds the metadata offset last applied, so an
+    /// older image arriving late (watcher vs. request handler) is ignored.
+    apply_lock: Mutex<Option<u64>>,
     checkpoint_lock: Mutex<()>,
 }
 
@@ -138,7 +139,7 @@ impl ReplicaManager {
             statics,
             topics: RwLock::new(HashMap::new()),
             ids: RwLock::new(HashMap::new()),
-            apply_lock: Mutex::new(()),
+            apply_lock: Mutex::new(None),
             checkpoint_lock: Mutex::new(()),
         };
         let mut opened = 0usize;
@@ -315,8 +316,11 @@ impl ReplicaManager {
     /// Brings hosted partitions in line with a new metadata image. Blocking (creates and
     /// deletes directories): call from a blocking context.
     pub fn apply_metadata(&self, md: &ClusterMetadata) -> Result<(), ReplicaError> {
-        let _guard = self.apply_lock.lock();
-        // Topics gone, or deleted and re-created under a new id.
+        let mut applied = self.apply_lock.lock();
+        if applied.is_some_and(|offset| md.offset < offset) {
+            return Ok(());
+        }
+        // Topics gone, or deleted and re-created under a new id; partitions moved away.
         let stale: Vec<Arc<str>> = self
             .topics
             .read()
@@ -324,21 +328,38 @@ impl ReplicaManager {
             .filter(|(name, hosted)| md.topics.get(&***name).is_none_or(|t| t.id != hosted.id))
             .map(|(name, _)| name.clone())
             .collect();
+        let mut removed = !stale.is_empty();
         for name in stale {
             self.remove_topic(&name);
+        }
+        for topic in md.topics.values() {
+            for (i, state) in topic.partitions.iter().enumerate() {
+                if let Some(p) = self.get(&topic.name, i as i32)
+                    && !state.replicas.contains(&self.broker_id)
+                {
+                    self.remove_partition(&p);
+                    removed = true;
+                }
+            }
+        }
+        if removed {
+            // Before anything is created under a removed partition's name, its offsets
+            // must leave the checkpoints, or a re-created partition would inherit them.
+            self.write_checkpoints()?;
         }
         let empty = Checkpoints::default();
         for topic in md.topics.values() {
             let config = self.log_config_for(md, topic);
             for (i, state) in topic.partitions.iter().enumerate() {
-                let existing = self.get(&topic.name, i as i32);
-                let hosted_here = state.replicas.contains(&self.broker_id);
-                match (existing, hosted_here) {
-                    (Some(p), true) => {
+                if !state.replicas.contains(&self.broker_id) {
+                    continue;
+                }
+                match self.get(&topic.name, i as i32) {
+                    Some(p) => {
                         p.set_leadership(Leadership::from(state));
                         p.set_config(config.clone());
                     }
-                    (None, true) => {
+                    None => {
                         let root = self.pick_root();
                         let dir = root.join(format!("{}-{}", topic.name, i));
                         std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
@@ -347,11 +368,10 @@ impl ReplicaManager {
                         tracing::info!(topic = %topic.name, partition = i, dir = %dir.display(), "created partition");
                         self.insert(p);
                     }
-                    (Some(p), false) => self.remove_partition(&p),
-                    (None, false) => {}
                 }
             }
         }
+        *applied = Some(md.offset);
         Ok(())
     }
 
@@ -365,6 +385,7 @@ impl ReplicaManager {
             }
         }
         tracing::info!(topic = %p.topic, partition = p.index, "deleting partition");
+        p.close();
         schedule_dir_deletion(&p.log_dir());
     }
 
@@ -374,6 +395,7 @@ impl ReplicaManager {
             self.ids.write().remove(&t.id);
             for p in t.partitions.into_iter().flatten() {
                 tracing::info!(topic = %p.topic, partition = p.index, "deleting partition of deleted topic");
+                p.close();
                 schedule_dir_deletion(&p.log_dir());
             }
         }
@@ -430,18 +452,14 @@ impl ReplicaManager {
     /// Returns the number of partitions flushed.
     pub fn flush(&self, force: bool) -> usize {
         let mut flushed = 0;
-        for p in self.all_partitions() {
-            match p.begin_flush_if_needed(force) {
-                Ok(Some(job)) => {
-                    let result = job.run();
-                    if let Err(e) = &result {
-                        tracing::error!(topic = %p.topic, partition = p.index, error = %e, "flush failed");
-                    }
-                    if p.finish_flush(job, result).is_ok() {
-                        flushed += 1;
-                    }
-                }
-                Ok(None) => {}
+        for p in self
+            .all_partitions()
+            .into_iter()
+            .filter(|p| !p.is_offline())
+        {
+            match p.flush(force) {
+                Ok(true) => flushed += 1,
+                Ok(false) => {}
                 Err(e) => {
                     tracing::error!(topic = %p.topic, partition = p.index, error = %e, "flush failed");
                 }
@@ -541,6 +559,68 @@ mod tests {
         rm.apply_metadata(&md).unwrap();
         assert!(rm.get("orders", 2).is_none());
         assert!(rm.topic_name(&id).is_none());
+    }
+
+    #[test]
+    fn recreated_topic_does_not_inherit_old_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let roots = vec![dir.path().to_path_buf()];
+        let mut md = md_with_topic("t", 1);
+        let rm = ReplicaManager::open(0, roots.clone(), statics(), 1, &md).unwrap();
+        let p = rm.get("t", 0).unwrap();
+        for _ in 0..10 {
+            let b = make_batch(10, 1, 10);
+            p.append(&prepare(&b, &p.config(), 1).unwrap(), 1, 1)
+                .unwrap();
+        }
+        p.delete_records_before(60).unwrap();
+        p.flush(true).unwrap();
+        rm.write_checkpoints().unwrap();
+        drop(p);
+        // Delete and re-create under the same name, write a little, then "crash" (no
+        // further checkpoint).
+        md.apply(&MetadataCommand::DeleteTopic { name: "t".into() })
+            .unwrap();
+        rm.apply_metadata(&md).unwrap();
+        md.apply(&MetadataCommand::CreateTopic {
+            name: "t".into(),
+            id: Uuid::new_v4(),
+            assignments: vec![vec![0]],
+            configs: BTreeMap::new(),
+        })
+        .unwrap();
+        rm.apply_metadata(&md).unwrap();
+        let p = rm.get("t", 0).unwrap();
+        let b = make_batch(5, 1, 10);
+        p.append(&prepare(&b, &p.config(), 1).unwrap(), 1, 1)
+            .unwrap();
+        drop(p);
+        drop(rm);
+        let rm = ReplicaManager::open(0, roots, statics(), 1, &md).unwrap();
+        let o = rm.get("t", 0).unwrap().offsets();
+        assert_eq!((o.log_start_offset, o.log_end_offset), (0, 5));
+    }
+
+    #[test]
+    fn an_older_metadata_image_is_not_applied_after_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = md_with_topic("a", 1);
+        let mut new = old.clone();
+        new.apply(&MetadataCommand::CreateTopic {
+            name: "b".into(),
+            id: Uuid::new_v4(),
+            assignments: vec![vec![0]],
+            configs: BTreeMap::new(),
+        })
+        .unwrap();
+        let rm =
+            ReplicaManager::open(0, vec![dir.path().to_path_buf()], statics(), 1, &old).unwrap();
+        rm.apply_metadata(&new).unwrap();
+        rm.apply_metadata(&old).unwrap();
+        assert!(
+            rm.get("b", 0).is_some(),
+            "the late, older image must not delete b"
+        );
     }
 
     #[test]

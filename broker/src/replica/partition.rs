@@ -10,7 +10,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::log::partition_log::FlushJob;
+use crate::log::partition_log::{self, FlushJob};
 use crate::log::segment::FileSlice;
 use crate::log::validate::PreparedBatch;
 use crate::log::{AppendInfo, LogConfig, LogError, PartitionLog};
@@ -44,6 +44,9 @@ impl PartitionError {
             PartitionError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas.code(),
             PartitionError::Log(LogError::OffsetOutOfRange { .. }) => {
                 ResponseError::OffsetOutOfRange.code()
+            }
+            PartitionError::Log(LogError::Closed { .. }) => {
+                ResponseError::NotLeaderOrFollower.code()
             }
             PartitionError::Log(_) => ResponseError::KafkaStorageError.code(),
         }
@@ -96,8 +99,8 @@ pub struct ReadResult {
 #[derive(Debug)]
 pub struct AppendOutcome {
     pub info: AppendInfo,
-    /// Set when `flush.messages` was reached: the produce response waits for it.
-    pub flush: Option<FlushJob>,
+    /// `flush.messages` was reached: the produce response waits for [`Partition::flush`].
+    pub flush_due: bool,
 }
 
 #[derive(Debug)]
@@ -109,6 +112,9 @@ pub struct Partition {
     pub log_root: PathBuf,
     broker_id: i32,
     log: Mutex<PartitionLog>,
+    /// One flush at a time: a later job finishing first must not move the recovery point
+    /// over data an earlier job has not synced yet.
+    flush_lock: Mutex<()>,
     config: RwLock<Arc<LogConfig>>,
     leadership: RwLock<Leadership>,
     high_watermark: AtomicI64,
@@ -144,6 +150,7 @@ impl Partition {
             broker_id,
             config: RwLock::new(Arc::new(log.config().clone())),
             log: Mutex::new(log),
+            flush_lock: Mutex::new(()),
             leadership: RwLock::new(leadership),
             high_watermark: AtomicI64::new(hw),
             hw_tx,
@@ -234,15 +241,10 @@ impl Partition {
             });
         }
         let valid: smallvec_like::Batches<'_> = smallvec_like::Batches::new(batches);
-        let (info, flush, leo) = {
+        let (info, flush_due, leo) = {
             let mut log = self.log.lock();
             let info = log.append(valid.as_slice(), lead.leader_epoch, now_ms)?;
-            let flush = if log.flush_messages_due() {
-                Some(log.begin_flush()?)
-            } else {
-                None
-            };
-            (info, flush, log.log_end_offset())
+            (info, log.flush_messages_due(), log.log_end_offset())
         };
         self.metrics
             .bytes_in
@@ -251,36 +253,56 @@ impl Partition {
             .messages_in
             .fetch_add(info.records as u64, Ordering::Relaxed);
         self.maybe_advance_high_watermark(leo);
-        Ok(AppendOutcome { info, flush })
+        Ok(AppendOutcome { info, flush_due })
     }
 
-    /// Completes a flush started by [`Partition::append`] or the background flusher.
-    pub fn finish_flush(
-        &self,
-        job: FlushJob,
-        result: Result<(), LogError>,
-    ) -> Result<(), LogError> {
-        let mut log = self.log.lock();
-        match result {
+    /// fsyncs what the flush policy calls for (or, with `force`, everything unflushed) and
+    /// advances the recovery point. Blocking. Returns whether anything was flushed. A
+    /// failed fsync takes the log offline.
+    pub fn flush(&self, force: bool) -> Result<bool, LogError> {
+        let _one_at_a_time = self.flush_lock.lock();
+        let job: FlushJob = {
+            let mut log = self.log.lock();
+            if log.is_closed() {
+                return Ok(false);
+            }
+            if log.is_offline() {
+                return Err(LogError::Offline {
+                    topic: self.topic.clone(),
+                    partition: self.index,
+                });
+            }
+            if !(log.needs_flush() || (force && log.has_unflushed())) {
+                return Ok(false);
+            }
+            log.begin_flush()?
+        };
+        match job.run() {
             Ok(()) => {
-                log.finish_flush(job.upto);
-                Ok(())
+                self.log.lock().finish_flush(job.upto);
+                Ok(true)
             }
             Err(e) => {
-                log.abort_flush(job);
+                tracing::error!(topic = %self.topic, partition = self.index, error = %e,
+                    "fsync failed; taking the partition log offline (restart the broker once the disk is healthy)");
+                self.log.lock().mark_offline();
                 Err(e)
             }
         }
     }
 
-    /// Starts a flush if the log's flush policy (or a rolled segment) calls for one.
-    pub fn begin_flush_if_needed(&self, force: bool) -> Result<Option<FlushJob>, LogError> {
-        let mut log = self.log.lock();
-        if log.needs_flush() || (force && log.has_unflushed()) {
-            log.begin_flush().map(Some)
-        } else {
-            Ok(None)
-        }
+    pub fn is_offline(&self) -> bool {
+        self.log.lock().is_offline()
+    }
+
+    /// Offsets below this are on disk.
+    pub fn recovery_point(&self) -> i64 {
+        self.log.lock().recovery_point()
+    }
+
+    /// Stops writes to this partition's directory before it is deleted or moved.
+    pub fn close(&self) {
+        self.log.lock().close();
     }
 
     pub fn offsets(&self) -> LogOffsets {
@@ -326,31 +348,33 @@ impl Partition {
     ) -> Result<(i64, i64, i32), PartitionError> {
         let lead = self.check_leader(current_leader_epoch)?;
         let hw = self.high_watermark();
-        let log = self.log.lock();
-        let epoch_at = |offset: i64| {
-            log.epoch_cache()
-                .entries()
-                .iter()
-                .rev()
-                .find(|(_, start)| *start <= offset)
-                .map(|(e, _)| *e)
-                .unwrap_or(lead.leader_epoch)
+        let committed = |found: Option<(i64, i64, i32)>| match found {
+            Some((o, t, e)) if o < hw => (o, t, e),
+            _ => (-1, -1, -1),
         };
         Ok(match timestamp {
             -1 => (hw, -1, lead.leader_epoch),
             -2 | -4 => {
+                let log = self.log.lock();
                 let start = log.log_start_offset();
-                (start, -1, epoch_at(start))
+                let epoch = log
+                    .epoch_cache()
+                    .entries()
+                    .iter()
+                    .rev()
+                    .find(|(_, first)| *first <= start)
+                    .map(|(e, _)| *e)
+                    .unwrap_or(lead.leader_epoch);
+                (start, -1, epoch)
             }
             -5 => (-1, -1, -1),
-            -3 => match log.max_timestamp_offset()? {
-                Some((o, t, e)) if o < hw => (o, t, e),
-                _ => (-1, -1, -1),
-            },
-            ts => match log.offset_for_timestamp(ts)? {
-                Some((o, t, e)) if o < hw => (o, t, e),
-                _ => (-1, -1, -1),
-            },
+            -3 => {
+                let candidate = self.log.lock().batch_with_max_timestamp()?;
+                committed(partition_log::offset_of_max_timestamp(candidate)?)
+            }
+            ts => committed(partition_log::offset_for_timestamp(ts, |from| {
+                self.log.lock().batch_for_timestamp(ts, from)
+            })?),
         })
     }
 
@@ -378,9 +402,13 @@ impl Partition {
     pub fn apply_retention(
         &self,
         now_ms: i64,
-    ) -> Result<crate::log::partition_log::RetentionOutcome, LogError> {
+    ) -> Result<partition_log::RetentionOutcome, LogError> {
         let hw = self.high_watermark();
-        self.log.lock().apply_retention(now_ms, hw)
+        let mut log = self.log.lock();
+        if log.is_closed() {
+            return Ok(partition_log::RetentionOutcome::default());
+        }
+        log.apply_retention(now_ms, hw)
     }
 
     /// (recovery point, log start offset) for checkpoints.
