@@ -1,9 +1,9 @@
 """Helpers shared by the client compatibility tests (confluent-kafka, kafka-python, kcat).
 
 Nothing here starts or stops brokers: the `broker` / `broker_factory` fixtures of
-conftest.py do. These helpers only create topics, produce generated records, read them
-back and compare them record by record, so that a failure names the first partition,
-offset and field that differ.
+conftest.py do. These helpers only produce generated records, read them back and compare
+them record by record, so that a failure names the first partition, offset and field that
+differ. Topics, plain producers and consumers come from kafkautil.py.
 
 Every loop is bounded by a deadline; every subprocess is waited for or killed.
 """
@@ -18,13 +18,13 @@ from confluent_kafka import (
     OFFSET_BEGINNING,
     TIMESTAMP_CREATE_TIME,
     TIMESTAMP_LOG_APPEND_TIME,
-    Consumer,
     KafkaError,
     KafkaException,
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic
+
+from kafkautil import consumer, produce, producer
 
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 
@@ -84,105 +84,27 @@ def make_records(n, tag, base_ts, ts_step=3, null_headers=True):
     return recs
 
 
-# ----------------------------------------------------------------------------- admin
-
-
-def admin(bootstrap) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap})
-
-
-def create_topic(bootstrap, name, partitions, config=None, timeout=30):
-    a = admin(bootstrap)  # keep a reference: the futures fail if the client is destroyed
-    fs = a.create_topics(
-        [NewTopic(name, num_partitions=partitions, replication_factor=1, config=dict(config or {}))],
-        operation_timeout=timeout,
-        request_timeout=timeout,
-    )
-    fs[name].result(timeout)
-    wait_for_topic(bootstrap, name, partitions)
-
-
-def wait_for_topic(bootstrap, name, partitions, timeout=30):
-    """Waits until Metadata shows every partition of the topic with a leader."""
-    a = admin(bootstrap)
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        md = a.list_topics(topic=name, timeout=10)
-        t = md.topics.get(name)
-        last = t
-        if t is not None and t.error is None and len(t.partitions) == partitions:
-            if all(p.leader >= 0 for p in t.partitions.values()):
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"topic {name} not ready with {partitions} partitions: {last}")
-
-
 # ----------------------------------------------------------------------------- confluent producer
 
 
+# The client tests batch more than kafkautil's default and give up on a message after a minute.
+PRODUCER_CONF = {"linger.ms": 20, "message.timeout.ms": 60000}
+
+
 def confluent_producer(bootstrap, **extra) -> Producer:
-    conf = {
-        "bootstrap.servers": bootstrap,
-        "acks": "all",
-        "enable.idempotence": False,
-        "linger.ms": 20,
-        "message.timeout.ms": 60000,
-    }
-    conf.update(extra)
-    return Producer(conf)
-
-
-def close_producer(p):
-    """Closes a confluent-kafka producer without waiting on anything still queued (a test
-    that failed mid-way may leave messages behind), so it stops reconnecting to a broker
-    the fixture has already stopped."""
-    p.purge()
-    p.poll(0)
-    p.close()
+    """kafkautil.producer() with PRODUCER_CONF; `extra` adds or overrides settings."""
+    return producer(bootstrap, **{**PRODUCER_CONF, **extra})
 
 
 def confluent_produce(bootstrap, topic, recs, codec="none", partition=None, timeout=120, **extra):
     """Produces recs with confluent-kafka; returns one delivery report per record:
     (partition, offset, (timestamp_type, timestamp)). Asserts every delivery succeeded."""
-    p = confluent_producer(bootstrap, **{"compression.type": codec}, **extra)
-    reports = [None] * len(recs)
-    errors = []
-
-    def on_delivery(i):
-        def cb(err, msg):
-            if err is not None:
-                errors.append((i, err))
-            else:
-                reports[i] = (msg.partition(), msg.offset(), msg.timestamp())
-
-        return cb
-
-    deadline = time.monotonic() + timeout
-    try:
-        for i, r in enumerate(recs):
-            kwargs = {"key": r.key, "value": r.value, "headers": list(r.headers), "on_delivery": on_delivery(i)}
-            if r.timestamp is not None:
-                kwargs["timestamp"] = r.timestamp
-            if partition is not None:
-                kwargs["partition"] = partition
-            while True:
-                try:
-                    p.produce(topic, **kwargs)
-                    break
-                except BufferError:
-                    assert time.monotonic() < deadline, "producer queue stayed full until the deadline"
-                    p.poll(0.05)
-            if i % 1000 == 0:
-                p.poll(0)
-        remaining = p.flush(max(1.0, deadline - time.monotonic()))
-    finally:
-        close_producer(p)
-    assert remaining == 0, f"{remaining} messages still undelivered after {timeout}s"
-    assert not errors, f"{len(errors)} deliveries failed, first: {errors[:5]}"
-    missing = [i for i, r in enumerate(reports) if r is None]
-    assert not missing, f"no delivery report for {len(missing)} records, first {missing[:5]}"
-    return reports
+    return produce(
+        bootstrap, topic, [(r.key, r.value) for r in recs], partition=partition,
+        timestamps=[r.timestamp for r in recs], headers=[list(r.headers) for r in recs], timeout=timeout,
+        report=lambda m: (m.partition(), m.offset(), m.timestamp()),
+        **{**PRODUCER_CONF, "compression.type": codec, **extra},
+    )
 
 
 def expected_by_partition(recs, reports, num_partitions=None):
@@ -204,19 +126,6 @@ def expected_by_partition(recs, reports, num_partitions=None):
 
 
 # ----------------------------------------------------------------------------- confluent consumer
-
-
-def confluent_consumer(bootstrap, **extra) -> Consumer:
-    conf = {
-        "bootstrap.servers": bootstrap,
-        # Only used for offset commits, which these tests never do.
-        "group.id": "sluice-compat-tests",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "error",
-    }
-    conf.update(extra)
-    return Consumer(conf)
 
 
 @dataclass(frozen=True)
@@ -242,7 +151,7 @@ def confluent_consume(bootstrap, topic, ends, start=None, timeout=120, **extra):
     ({partition: offset}, default 0) with a manually assigned confluent-kafka consumer.
     Returns {partition: [Got, ...]} in the order received. Fails on any error event."""
     start = start or {}
-    c = confluent_consumer(bootstrap, **extra)
+    c = consumer(bootstrap, **extra)
     try:
         c.assign([TopicPartition(topic, p, start.get(p, 0)) for p in ends])
         got = {p: [] for p in ends}
@@ -491,8 +400,8 @@ def kafka_error_code(exc_or_err):
 __all__ = [
     "CODECS", "CREATE_TIME", "LOG_APPEND_TIME", "KP_CREATE_TIME", "KP_LOG_APPEND_TIME", "DAY_MS", "HOUR_MS",
     "OFFSET_BEGINNING", "KafkaError", "KafkaException", "TopicPartition", "Rec", "Got",
-    "now_ms", "make_records", "admin", "create_topic", "wait_for_topic", "confluent_producer", "close_producer",
-    "close_producer", "confluent_produce", "expected_by_partition", "confluent_consumer", "confluent_consume",
+    "now_ms", "make_records", "confluent_producer", "confluent_produce", "expected_by_partition",
+    "confluent_consume",
     "kp_producer", "kp_produce", "kp_consumer", "kp_consume", "CODEC_IDS", "kp_batch_codecs",
     "assert_batches_compressed_with", "compare_partition",
     "assert_all_match", "ends_of", "run_kcat", "kafka_error_code",

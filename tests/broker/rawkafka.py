@@ -219,18 +219,22 @@ def crc32c(data):
 assert crc32c(b"123456789") == 0xE3069283  # the standard CRC-32C check value
 
 
-def varint(n):
-    """Zig-zag varint as used inside v2 records."""
-    z = (n << 1) ^ (n >> 63)
+def uvarint(n):
+    """Unsigned varint (compact lengths of flexible versions)."""
     out = bytearray()
     while True:
-        b = z & 0x7F
-        z >>= 7
-        if z:
+        b = n & 0x7F
+        n >>= 7
+        if n:
             out.append(b | 0x80)
         else:
             out.append(b)
             return bytes(out)
+
+
+def varint(n):
+    """Zig-zag varint as used inside v2 records."""
+    return uvarint((n << 1) ^ (n >> 63))
 
 
 def record_batch(records, base_timestamp, base_offset=0):

@@ -7,7 +7,6 @@ import time
 
 import pytest
 from confluent_kafka import (
-    Consumer,
     KafkaError,
     KafkaException,
     Producer,
@@ -15,7 +14,6 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import (
-    AdminClient,
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
@@ -32,6 +30,7 @@ from kafka.admin import NewPartitions as KNewPartitions
 import kafka.errors as kerrors
 
 import rawkafka
+from kafkautil import admin, produce, read_records, wait_for, watermarks
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -49,10 +48,6 @@ SET, DELETE = 0, 1
 
 
 # ---------------------------------------------------------------- helpers
-
-def admin(b):
-    return AdminClient({"bootstrap.servers": b.bootstrap})
-
 
 def code_of(fut, timeout=15):
     """0 if the admin future succeeded, else the Kafka error code it failed with."""
@@ -78,70 +73,9 @@ def partition_dirs(b, topic):
     return sorted(p.name for p in b.data_dir.iterdir() if p.name.startswith(f"{topic}-"))
 
 
-def produce(b, topic, values, partition=None, keys=None, **conf):
-    """Produces values with acks=all; returns delivery reports [(partition, offset)]."""
-    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 5, **conf})
-    reports, errors = [], []
-
-    def cb(err, msg):
-        if err is not None:
-            errors.append(err)
-        else:
-            reports.append((msg.partition(), msg.offset()))
-
-    for i, v in enumerate(values):
-        kwargs = {"value": v, "callback": cb}
-        if partition is not None:
-            kwargs["partition"] = partition
-        if keys is not None:
-            kwargs["key"] = keys[i]
-        for _ in range(100):
-            try:
-                p.produce(topic, **kwargs)
-                break
-            except BufferError:
-                p.poll(0.1)
-        else:
-            raise AssertionError("producer queue stayed full")
-    remaining = p.flush(60)
-    assert remaining == 0, f"{remaining} records not delivered"
-    assert errors == []
-    assert len(reports) == len(values)
-    return reports
-
-
-def consumer(b, **conf):
-    return Consumer({
-        "bootstrap.servers": b.bootstrap,
-        "group.id": "admin-tests",
-        "enable.auto.commit": False,
-        "enable.partition.eof": False,
-        **conf,
-    })
-
-
 def consume(b, topic, partition, start, count, timeout=30, **conf):
     """Reads `count` records of one partition from `start`; returns [(offset, value)]."""
-    c = consumer(b, **conf)
-    try:
-        c.assign([TopicPartition(topic, partition, start)])
-        out = []
-        deadline = time.monotonic() + timeout
-        while len(out) < count and time.monotonic() < deadline:
-            for m in c.consume(num_messages=min(1000, count - len(out)), timeout=1):
-                assert m.error() is None, m.error()
-                out.append((m.offset(), m.value()))
-        return out
-    finally:
-        c.close()
-
-
-def watermarks(b, topic, partition):
-    c = consumer(b)
-    try:
-        return c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-    finally:
-        c.close()
+    return [(o, v) for o, _k, v in read_records(b, topic, partition, start, count, timeout, **conf)]
 
 
 def describe(a, rtype, name, keys):
@@ -174,15 +108,6 @@ def raw_describe_broker(b, resource_name):
     [(code, rtype, rname, configs)] = rawkafka.parse_describe_configs_v1(r)
     assert (code, rtype, rname) == (0, BROKER_RESOURCE, resource_name)
     return configs
-
-
-def wait_for(predicate, timeout, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 # ---------------------------------------------------------------- CreateTopics

@@ -20,13 +20,10 @@ from clients import (
     TopicPartition,
     assert_all_match,
     assert_batches_compressed_with,
-    close_producer,
     kp_batch_codecs,
     confluent_consume,
-    confluent_consumer,
     confluent_produce,
     confluent_producer,
-    create_topic,
     ends_of,
     expected_by_partition,
     kp_consume,
@@ -36,6 +33,7 @@ from clients import (
     now_ms,
     run_kcat,
 )
+from kafkautil import close_producer, consumer, create_topic, watermarks
 
 PARTITIONS = 4
 
@@ -49,13 +47,9 @@ def _check_spread(expected, n, partitions=PARTITIONS):
 
 
 def _check_watermarks(bootstrap, topic, counts):
-    c = confluent_consumer(bootstrap)
-    try:
-        for p, n in counts.items():
-            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            assert (lo, hi) == (0, n), f"{topic}[{p}] watermarks {(lo, hi)}, want (0, {n})"
-    finally:
-        c.close()
+    for p, n in counts.items():
+        lo, hi = watermarks(bootstrap, topic, p)
+        assert (lo, hi) == (0, n), f"{topic}[{p}] watermarks {(lo, hi)}, want (0, {n})"
 
 
 @pytest.mark.timeout(180)
@@ -277,7 +271,7 @@ def test_log_append_time_topic(broker, codec):
 
     # ListOffsets by timestamp searches the broker's LogAppendTime, not the (much older)
     # CreateTime the producer had set: first offset whose append time >= the query.
-    c = confluent_consumer(broker.bootstrap)
+    c = consumer(broker.bootstrap)
     try:
         for p, lst in stamped.items():
             times = [r.timestamp for _, r in lst]
@@ -351,8 +345,4 @@ def test_max_message_bytes_rejects_large_records(broker):
     assert [(g.offset, g.key, g.value) for g in got[0]] == [
         (0, b"s0", small[0]), (1, b"s1", small[1]), (2, b"s2", small[2])
     ]
-    c = confluent_consumer(broker.bootstrap)
-    try:
-        assert c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10) == (0, 3)
-    finally:
-        c.close()
+    assert watermarks(broker, topic, 0) == (0, 3)

@@ -5,98 +5,19 @@ import random
 import time
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Producer, TopicPartition
 
 import rawkafka
+from kafkautil import consumer, create_topic, produce, read_partition, watermarks
 
 pytestmark = pytest.mark.timeout(180)
 
 
 # ---------------------------------------------------------------- helpers
 
-def create_topic(b, name, partitions=1, config=None):
-    a = AdminClient({"bootstrap.servers": b.bootstrap})
-    fut = a.create_topics([NewTopic(name, partitions, 1, config=config or {})], operation_timeout=10)[name]
-    fut.result(15)
-
-
-def produce(b, topic, records, partition=None, timestamps=None, **conf):
-    """Produces (key, value) records with acks=all. Returns the acknowledged records as
-    (partition, offset, key, value) from the delivery reports."""
-    p = Producer({
-        "bootstrap.servers": b.bootstrap,
-        "acks": "all",
-        "linger.ms": 5,
-        "enable.idempotence": False,
-        "retries": 0,
-        **conf,
-    })
-    acked, errors = [], []
-
-    def cb(err, msg):
-        if err is not None:
-            errors.append(err)
-        else:
-            acked.append((msg.partition(), msg.offset(), msg.key(), msg.value()))
-
-    for i, (key, value) in enumerate(records):
-        kwargs = {"key": key, "value": value, "on_delivery": cb}
-        if partition is not None:
-            kwargs["partition"] = partition
-        if timestamps is not None:
-            kwargs["timestamp"] = timestamps[i]
-        for _ in range(200):
-            try:
-                p.produce(topic, **kwargs)
-                break
-            except BufferError:
-                p.poll(0.05)
-        else:
-            raise AssertionError("producer queue stayed full")
-        p.poll(0)
-    assert p.flush(120) == 0
-    assert errors == []
-    assert len(acked) == len(records)
-    return acked
-
-
-def consumer(b):
-    return Consumer({
-        "bootstrap.servers": b.bootstrap,
-        "group.id": "durability-tests",
-        "enable.auto.commit": False,
-        "enable.partition.eof": False,
-        "auto.offset.reset": "error",
-    })
-
-
-def read_partition(b, topic, partition, start, end, timeout=60):
-    """All records in [start, end) as {offset: (key, value)}."""
-    c = consumer(b)
-    out = {}
-    try:
-        if end <= start:
-            return out
-        c.assign([TopicPartition(topic, partition, start)])
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for m in c.consume(num_messages=1000, timeout=1):
-                assert m.error() is None, m.error()
-                out[m.offset()] = (m.key(), m.value())
-            if max(out, default=-1) >= end - 1:
-                break
-        return out
-    finally:
-        c.close()
-
-
-def watermarks(b, topic, partition):
-    c = consumer(b)
-    try:
-        return c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-    finally:
-        c.close()
+# produce() options for every test here: no retries, so no record is written twice, and
+# delivery reports that carry the record: (partition, offset, key, value).
+ACKED = {"retries": 0, "report": lambda m: (m.partition(), m.offset(), m.key(), m.value())}
 
 
 def log_segments(b, topic, partition):
@@ -125,7 +46,7 @@ def test_acknowledged_records_survive_sigkill(broker, flush_every_message):
     topic = "acked"
     create_topic(broker, topic, 3, {"flush.messages": "1"} if flush_every_message else None)
     n = 50_000
-    acked = produce(broker, topic, records(n, b"a"))
+    acked = produce(broker, topic, records(n, b"a"), **ACKED)
     broker.kill()
     broker.start()
 
@@ -144,7 +65,7 @@ def test_acknowledged_records_survive_sigkill(broker, flush_every_message):
 
     # Appends continue right after the recovered end.
     for p, recs in by_partition.items():
-        [(pp, off, _, _)] = produce(broker, topic, [(b"after", b"after-crash")], partition=p)
+        [(pp, off, _, _)] = produce(broker, topic, [(b"after", b"after-crash")], partition=p, **ACKED)
         assert (pp, off) == (p, len(recs))
 
 
@@ -211,7 +132,7 @@ def test_garbage_appended_to_newest_segment_is_truncated(broker, stop):
     topic = "garbage"
     create_topic(broker, topic)
     recs = records(1000, b"g")
-    acked = produce(broker, topic, recs, partition=0)
+    acked = produce(broker, topic, recs, partition=0, **ACKED)
     assert [off for _, off, _, _ in acked] == list(range(1000))
     if stop == "sigterm":
         assert broker.stop() == 0
@@ -229,9 +150,9 @@ def test_garbage_appended_to_newest_segment_is_truncated(broker, stop):
     stored = read_partition(broker, topic, 0, 0, 1000)
     assert stored == {i: recs[i] for i in range(1000)}
     assert newest.stat().st_size == size_before
-    [(_, off, _, _)] = produce(broker, topic, [(b"next", b"after-repair")], partition=0)
+    [(_, off, _, _)] = produce(broker, topic, [(b"next", b"after-repair")], partition=0, **ACKED)
     assert off == 1000
-    assert read_partition(broker, topic, 0, 1000, 1001) == {1000: (b"next", b"after-repair")}
+    assert read_partition(broker, topic, 0, 1000, 1) == {1000: (b"next", b"after-repair")}
 
     lines = recovery_lines(broker, topic)
     assert len(lines) == 1, log_since_last_start(broker)
@@ -248,7 +169,7 @@ def test_corrupt_last_batch_after_unclean_crash_is_dropped(broker_factory):
     expected = {}
     for round_ in range(10):  # ten produce calls -> at least ten batches
         recs = records(50, b"r%d" % round_)
-        for _, off, k, v in produce(b, topic, recs, partition=0):
+        for _, off, k, v in produce(b, topic, recs, partition=0, **ACKED):
             expected[off] = (k, v)
     assert sorted(expected) == list(range(500))
     b.kill()
@@ -268,9 +189,9 @@ def test_corrupt_last_batch_after_unclean_crash_is_dropped(broker_factory):
     stored = read_partition(b, topic, 0, 0, last_base)
     assert stored == {o: expected[o] for o in range(last_base)}
     assert segment.stat().st_size == pos
-    [(_, off, _, _)] = produce(b, topic, [(b"new", b"replaces-corrupt")], partition=0)
+    [(_, off, _, _)] = produce(b, topic, [(b"new", b"replaces-corrupt")], partition=0, **ACKED)
     assert off == last_base
-    assert read_partition(b, topic, 0, last_base, last_base + 1) == {last_base: (b"new", b"replaces-corrupt")}
+    assert read_partition(b, topic, 0, last_base, 1) == {last_base: (b"new", b"replaces-corrupt")}
 
     lines = recovery_lines(b, topic)
     assert len(lines) == 1, log_since_last_start(b)
@@ -288,7 +209,7 @@ def test_missing_or_corrupt_indexes_are_rebuilt(broker, damage):
     base_ts = int(time.time() * 1000) - 3_600_000
     recs = records(n, b"i", size=1000)
     acked = produce(broker, topic, recs, partition=0, timestamps=[base_ts + i for i in range(n)],
-                    **{"batch.size": 32768})
+                    **{"batch.size": 32768}, **ACKED)
     assert [off for _, off, _, _ in acked] == list(range(n))
     assert broker.stop() == 0
 
@@ -356,7 +277,7 @@ def test_sigterm_shuts_down_cleanly(broker):
     topic = "clean"
     create_topic(broker, topic)
     recs = records(200, b"c")
-    produce(broker, topic, recs, partition=0)
+    produce(broker, topic, recs, partition=0, **ACKED)
     # An idle client stays connected while the broker stops.
     c = consumer(broker)
     c.assign([TopicPartition(topic, 0, 200)])

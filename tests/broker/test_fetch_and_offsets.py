@@ -14,19 +14,16 @@ from clients import (
     KafkaError,
     Rec,
     TopicPartition,
-    admin,
-    close_producer,
     assert_all_match,
     CREATE_TIME,
     confluent_consume,
-    confluent_consumer,
     confluent_produce,
     confluent_producer,
-    create_topic,
     make_records,
     now_ms,
     kp_consumer,
 )
+from kafkautil import admin, close_producer, consumer, create_topic
 
 
 def _list_offsets(bootstrap, specs, timeout=15):
@@ -98,7 +95,7 @@ def test_offsets_for_times_and_watermarks(broker):
         ]
 
     # confluent-kafka Consumer.offsets_for_times: one request per query round, all partitions at once.
-    c = confluent_consumer(broker.bootstrap)
+    c = consumer(broker.bootstrap)
     try:
         for k in range(len(cases[0])):
             query = [TopicPartition(topic, p, cases[p][k][0]) for p in range(parts)]
@@ -178,7 +175,7 @@ def test_offsets_for_times_out_of_order_timestamps(broker, codec):
         assert [r[:2] for r in reps] == [(0, i) for i in range(len(recs))]
 
     queries = {0: 0, 1000: 0, 1001: 1, 2500: 1, 5000: 1, 5001: 3, 6000: 3, 7001: 5, 8500: 5, 9000: 5, 9001: None}
-    c = confluent_consumer(broker.bootstrap)
+    c = consumer(broker.bootstrap)
     kc = kp_consumer(broker.bootstrap)
     try:
         for q, want in queries.items():
@@ -260,7 +257,7 @@ def test_long_poll_fetch_returns_when_data_arrives(broker):
             brokers = stats[-1][1]["brokers"]
         return sum(b["req"].get("Fetch", 0) for name, b in brokers.items() if b.get("nodeid", -1) >= 0)
 
-    c = confluent_consumer(broker.bootstrap, **{
+    c = consumer(broker.bootstrap, **{
         "fetch.wait.max.ms": 5000,
         "fetch.min.bytes": 1,
         "statistics.interval.ms": 250,
@@ -349,7 +346,7 @@ def test_seek_replay_and_out_of_range(broker):
     want = {i: (i, recs[i].key, recs[i].value) for i in range(n)}
 
     tp = TopicPartition(topic, 0, 500)
-    c = confluent_consumer(broker.bootstrap)
+    c = consumer(broker.bootstrap)
     try:
         c.assign([tp])
         first = _poll_n(c, 100)
@@ -370,7 +367,7 @@ def test_seek_replay_and_out_of_range(broker):
     res = a.delete_records([TopicPartition(topic, 0, 300)], request_timeout=15)
     for f in res.values():
         assert f.result(15).low_watermark == 300
-    c = confluent_consumer(broker.bootstrap)
+    c = consumer(broker.bootstrap)
     try:
         assert c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10) == (0 + 300, n)
         r = c.offsets_for_times([TopicPartition(topic, 0, recs[0].timestamp - 1000)], timeout=15)[0]
@@ -380,7 +377,7 @@ def test_seek_replay_and_out_of_range(broker):
 
     for start in (100, 5000):
         # auto.offset.reset=error: the out-of-range fetch surfaces as an error event.
-        c = confluent_consumer(broker.bootstrap, **{"auto.offset.reset": "error"})
+        c = consumer(broker.bootstrap, **{"auto.offset.reset": "error"})
         try:
             c.assign([TopicPartition(topic, 0, start)])
             m = _first_event(c)
@@ -391,7 +388,7 @@ def test_seek_replay_and_out_of_range(broker):
         finally:
             c.close()
 
-        c = confluent_consumer(broker.bootstrap, **{"auto.offset.reset": "earliest"})
+        c = consumer(broker.bootstrap, **{"auto.offset.reset": "earliest"})
         try:
             c.assign([TopicPartition(topic, 0, start)])
             assert _poll_n(c, 3) == [want[300], want[301], want[302]], f"reset to earliest from {start}"
@@ -399,7 +396,7 @@ def test_seek_replay_and_out_of_range(broker):
             c.close()
 
     # latest: from 5000 the consumer resets to the end; it must never return an old record.
-    c = confluent_consumer(broker.bootstrap, **{"auto.offset.reset": "latest"})
+    c = consumer(broker.bootstrap, **{"auto.offset.reset": "latest"})
     p = confluent_producer(broker.bootstrap, **{"linger.ms": 0})
     try:
         c.assign([TopicPartition(topic, 0, 5000)])

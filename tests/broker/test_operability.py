@@ -3,7 +3,6 @@ flags, refusal of invalid settings, and many simultaneous connections."""
 
 import json
 import os
-import re
 import signal
 import subprocess
 import time
@@ -12,54 +11,16 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, NewTopic
 
 import rawkafka
+from kafkautil import metric, produce, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
 REPO = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("SLUICE_BROKER_BIN", REPO / "target" / "debug" / "sluice-broker"))
-
-
-def metric(text, name, **labels):
-    """Value of one sample in Prometheus/OpenMetrics text (labels in exposition order);
-    None if absent."""
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        m = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{([^}]*)\})?\s+(\S+)", line)
-        if m and m.group(1) == name and (m.group(2) or "") == want:
-            return float(m.group(3))
-    return None
-
-
-def wait_for(predicate, timeout, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
-
-
-def produce(bootstrap, topic, values, partition=None):
-    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
-    errors, reports = [], []
-
-    def cb(err, msg):
-        (errors if err else reports).append(err or (msg.partition(), msg.offset()))
-
-    for v in values:
-        if partition is None:
-            p.produce(topic, v, on_delivery=cb)
-        else:
-            p.produce(topic, v, partition=partition, on_delivery=cb)
-    assert p.flush(30) == 0
-    assert errors == []
-    return reports
 
 
 # ---------------------------------------------------------------- HTTP
