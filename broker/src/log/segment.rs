@@ -83,14 +83,7 @@ pub struct Segment {
     time_index_path: PathBuf,
     file: Arc<File>,
     size: u64,
-    next_offset: i64,
-    offset_index: OffsetIndex,
-    time_index: TimeIndex,
-    bytes_since_index: u64,
-    max_timestamp: i64,
-    offset_of_max_timestamp: i64,
-    /// Max timestamp of the first batch: `segment.ms` counts from here, as in Kafka.
-    first_batch_timestamp: Option<i64>,
+    t: BatchTracker,
     created_ms: i64,
     /// Picks this segment's share of `segment.jitter.ms`, so partitions roll at
     /// different times.
@@ -124,20 +117,21 @@ fn open_log_file(path: &Path, create: bool) -> std::io::Result<File> {
         .open(path)
 }
 
-/// State accumulated while scanning a segment file batch by batch.
-struct ScanState {
+/// What a segment knows about its batches: indexes, timestamps, end offset. Kept up to
+/// date the same way whether a batch is appended or found by a recovery scan.
+#[derive(Debug)]
+struct BatchTracker {
     offset_index: OffsetIndex,
     time_index: TimeIndex,
     bytes_since_index: u64,
     next_offset: i64,
     max_timestamp: i64,
     offset_of_max_timestamp: i64,
+    /// Max timestamp of the first batch: `segment.ms` counts from here, as in Kafka.
     first_batch_timestamp: Option<i64>,
-    end: u64,
-    epochs: Vec<(i32, i64)>,
 }
 
-impl ScanState {
+impl BatchTracker {
     fn new(base_offset: i64) -> Self {
         Self {
             offset_index: OffsetIndex::new(base_offset),
@@ -147,12 +141,11 @@ impl ScanState {
             max_timestamp: -1,
             offset_of_max_timestamp: base_offset,
             first_batch_timestamp: None,
-            end: 0,
-            epochs: Vec::new(),
         }
     }
 
-    fn add(&mut self, position: u64, h: &BatchHeader, index_interval: u64) {
+    /// Accounts for the batch `h` stored at `position`.
+    fn record(&mut self, position: u64, h: &BatchHeader, index_interval: u64) {
         if self.first_batch_timestamp.is_none() {
             self.first_batch_timestamp = Some(h.max_timestamp);
         }
@@ -168,6 +161,27 @@ impl ScanState {
         }
         self.bytes_since_index += h.size() as u64;
         self.next_offset = h.next_offset();
+    }
+}
+
+/// State accumulated while scanning a segment file batch by batch.
+struct ScanState {
+    t: BatchTracker,
+    end: u64,
+    epochs: Vec<(i32, i64)>,
+}
+
+impl ScanState {
+    fn new(base_offset: i64) -> Self {
+        Self {
+            t: BatchTracker::new(base_offset),
+            end: 0,
+            epochs: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, position: u64, h: &BatchHeader, index_interval: u64) {
+        self.t.record(position, h, index_interval);
         self.end = position + h.size() as u64;
         if self
             .epochs
@@ -212,13 +226,7 @@ impl Segment {
             log_path,
             file: Arc::new(file),
             size,
-            next_offset: base_offset,
-            offset_index: OffsetIndex::new(base_offset),
-            time_index: TimeIndex::new(base_offset),
-            bytes_since_index: 0,
-            max_timestamp: -1,
-            offset_of_max_timestamp: base_offset,
-            first_batch_timestamp: None,
+            t: BatchTracker::new(base_offset),
             created_ms: now_ms(),
             jitter_seed: jitter_seed(),
             sealed: false,
@@ -259,19 +267,13 @@ impl Segment {
             log_path,
             file: Arc::new(file),
             size: state.end,
-            next_offset: state.next_offset,
-            offset_index: state.offset_index,
-            time_index: state.time_index,
-            bytes_since_index: state.bytes_since_index,
-            max_timestamp: state.max_timestamp,
-            offset_of_max_timestamp: state.offset_of_max_timestamp,
-            first_batch_timestamp: state.first_batch_timestamp,
+            t: state.t,
             created_ms,
             jitter_seed: jitter_seed(),
             sealed: false,
         };
-        segment.offset_index.rewrite(&segment.index_path)?;
-        segment.time_index.rewrite(&segment.time_index_path)?;
+        segment.t.offset_index.rewrite(&segment.index_path)?;
+        segment.t.time_index.rewrite(&segment.time_index_path)?;
         Ok(Recovered {
             segment,
             corruption,
@@ -323,13 +325,15 @@ impl Segment {
             time_index_path,
             file: Arc::new(file),
             size,
-            next_offset: last.next_offset(),
-            offset_index,
-            time_index,
-            bytes_since_index: 0,
-            max_timestamp,
-            offset_of_max_timestamp,
-            first_batch_timestamp,
+            t: BatchTracker {
+                offset_index,
+                time_index,
+                bytes_since_index: 0,
+                next_offset: last.next_offset(),
+                max_timestamp,
+                offset_of_max_timestamp,
+                first_batch_timestamp,
+            },
             jitter_seed: jitter_seed(),
             sealed: true,
         }))
@@ -339,7 +343,7 @@ impl Segment {
         self.base_offset
     }
     pub fn next_offset(&self) -> i64 {
-        self.next_offset
+        self.t.next_offset
     }
     pub fn size(&self) -> u64 {
         self.size
@@ -348,29 +352,26 @@ impl Segment {
         self.size == 0
     }
     pub fn max_timestamp(&self) -> i64 {
-        self.max_timestamp
+        self.t.max_timestamp
     }
     pub fn offset_of_max_timestamp(&self) -> i64 {
-        self.offset_of_max_timestamp
+        self.t.offset_of_max_timestamp
     }
     pub fn is_sealed(&self) -> bool {
         self.sealed
     }
     pub fn index_entries(&self) -> usize {
-        self.offset_index.len()
+        self.t.offset_index.len()
     }
     pub fn log_path(&self) -> &Path {
         &self.log_path
-    }
-    pub fn file(&self) -> &Arc<File> {
-        &self.file
     }
 
     /// How long this segment has been collecting, as `segment.ms` measures it (Kafka's
     /// rule): from its first batch's timestamp to the incoming batch's, or, without a
     /// usable first timestamp, from the segment's creation to now.
     pub fn time_waited_for_roll(&self, now_ms: i64, incoming_max_timestamp: i64) -> i64 {
-        match self.first_batch_timestamp {
+        match self.t.first_batch_timestamp {
             Some(first) if first >= 0 => incoming_max_timestamp.saturating_sub(first),
             _ => now_ms.saturating_sub(self.created_ms),
         }
@@ -388,8 +389,8 @@ impl Segment {
     /// The newest timestamp in the segment, or the file's modification time when no
     /// record carries one (what `retention.ms` measures, as in Kafka).
     pub fn largest_timestamp(&self) -> i64 {
-        if self.max_timestamp >= 0 {
-            self.max_timestamp
+        if self.t.max_timestamp >= 0 {
+            self.t.max_timestamp
         } else {
             file_mtime_ms(&self.file)
         }
@@ -409,30 +410,14 @@ impl Segment {
             let _ = self.file.set_len(self.size);
             return Err(io_err(&self.log_path, e));
         }
-        let position = self.size;
-        if self.first_batch_timestamp.is_none() {
-            self.first_batch_timestamp = Some(header.max_timestamp);
-        }
-        if header.max_timestamp > self.max_timestamp {
-            self.max_timestamp = header.max_timestamp;
-            self.offset_of_max_timestamp = header.base_offset;
-        }
-        if self.bytes_since_index >= index_interval || position == 0 {
-            self.offset_index
-                .append(header.base_offset, position as u32);
-            self.time_index
-                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp);
-            self.bytes_since_index = 0;
-        }
-        self.bytes_since_index += header.size() as u64;
+        self.t.record(self.size, header, index_interval);
         self.size += header.size() as u64;
-        self.next_offset = header.next_offset();
         Ok(())
     }
 
     /// Position and header of the first batch that holds `offset` or comes after it.
     pub fn translate(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>, SegmentError> {
-        let (_, start) = self.offset_index.lookup(offset);
+        let (_, start) = self.t.offset_index.lookup(offset);
         let mut pos = u64::from(start);
         while pos < self.size {
             let Some(h) = read_header_at(&self.file, pos, self.size)
@@ -464,7 +449,7 @@ impl Segment {
         if first.base_offset >= end_offset {
             return Ok(None);
         }
-        let end = if end_offset >= self.next_offset {
+        let end = if end_offset >= self.t.next_offset {
             self.size
         } else {
             match self.translate(end_offset)? {
@@ -488,17 +473,6 @@ impl Segment {
         }))
     }
 
-    /// Reads the whole batch at `position`.
-    pub fn read_batch(&self, position: u64, header: &BatchHeader) -> Result<Bytes, SegmentError> {
-        FileSlice {
-            file: self.file.clone(),
-            position,
-            len: header.size(),
-        }
-        .read()
-        .map_err(|e| io_err(&self.log_path, e))
-    }
-
     /// First batch holding offsets at or after `min_offset` whose max timestamp is at or
     /// after `timestamp`.
     pub fn find_batch_by_timestamp(
@@ -506,10 +480,10 @@ impl Segment {
         timestamp: i64,
         min_offset: i64,
     ) -> Result<Option<(u64, BatchHeader)>, SegmentError> {
-        if self.max_timestamp < timestamp || self.next_offset <= min_offset {
+        if self.t.max_timestamp < timestamp || self.t.next_offset <= min_offset {
             return Ok(None);
         }
-        let from = self.time_index.lookup(timestamp).max(min_offset);
+        let from = self.t.time_index.lookup(timestamp).max(min_offset);
         let Some((mut pos, _)) = self.translate(from)? else {
             return Ok(None);
         };
@@ -529,7 +503,7 @@ impl Segment {
 
     /// Cuts the segment so that it ends before `offset`. Returns bytes removed.
     pub fn truncate_to(&mut self, offset: i64) -> Result<u64, SegmentError> {
-        if offset >= self.next_offset {
+        if offset >= self.t.next_offset {
             return Ok(0);
         }
         let new_size = match self.translate(offset)? {
@@ -543,10 +517,10 @@ impl Segment {
             .set_len(new_size)
             .map_err(|e| io_err(&self.log_path, e))?;
         self.size = new_size;
-        self.offset_index.truncate_to_position(new_size as u32);
-        self.time_index.truncate_to_offset(offset);
-        self.offset_index.rewrite(&self.index_path)?;
-        self.time_index.rewrite(&self.time_index_path)?;
+        self.t.offset_index.truncate_to_position(new_size as u32);
+        self.t.time_index.truncate_to_offset(offset);
+        self.t.offset_index.rewrite(&self.index_path)?;
+        self.t.time_index.rewrite(&self.time_index_path)?;
         // Recompute what the rest of the segment knows from a header scan.
         let mut state = ScanState::new(self.base_offset);
         scan(
@@ -558,22 +532,23 @@ impl Segment {
             &mut state,
         )
         .map_err(|e| io_err(&self.log_path, e))?;
-        self.next_offset = state.next_offset;
-        self.max_timestamp = state.max_timestamp;
-        self.offset_of_max_timestamp = state.offset_of_max_timestamp;
-        self.first_batch_timestamp = state.first_batch_timestamp;
+        self.t.next_offset = state.t.next_offset;
+        self.t.max_timestamp = state.t.max_timestamp;
+        self.t.offset_of_max_timestamp = state.t.offset_of_max_timestamp;
+        self.t.first_batch_timestamp = state.t.first_batch_timestamp;
         self.sealed = false;
         Ok(removed)
     }
 
     /// Writes index entries that are not on disk yet.
     pub fn persist_indexes(&mut self) -> Result<(), SegmentError> {
-        if self.max_timestamp >= 0 {
-            self.time_index
-                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp);
+        if self.t.max_timestamp >= 0 {
+            self.t
+                .time_index
+                .maybe_append(self.t.max_timestamp, self.t.offset_of_max_timestamp);
         }
-        self.offset_index.persist(&self.index_path)?;
-        self.time_index.persist(&self.time_index_path)?;
+        self.t.offset_index.persist(&self.index_path)?;
+        self.t.time_index.persist(&self.time_index_path)?;
         Ok(())
     }
 
@@ -744,14 +719,14 @@ fn scan(
                 .to_string(),
             );
         }
-        if h.base_offset < state.next_offset.max(base_offset) || h.last_offset_delta < 0 {
+        if h.base_offset < state.t.next_offset.max(base_offset) || h.last_offset_delta < 0 {
             return corrupt(
                 pos,
                 format!(
                     "batch offsets {}..={} do not follow the previous batch (next offset {})",
                     h.base_offset,
                     h.last_offset(),
-                    state.next_offset
+                    state.t.next_offset
                 ),
             );
         }

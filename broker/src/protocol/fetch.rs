@@ -13,8 +13,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use tokio::sync::watch;
 
-use super::RequestContext;
-use crate::log::segment::FileSlice;
+use super::{RequestContext, absent_partition_error};
 use crate::replica::Partition;
 use crate::replica::partition::ReadResult;
 
@@ -82,10 +81,6 @@ fn plan(targets: &[Target], request_max: usize) -> (Vec<Planned>, usize) {
     (planned, total)
 }
 
-fn read_slice(slice: &FileSlice) -> Result<bytes::Bytes, std::io::Error> {
-    slice.read()
-}
-
 pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
     let broker = &ctx.broker;
     let v = ctx.version;
@@ -103,17 +98,10 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
         for p in &topic.partitions {
             let hosted = match &name {
                 None => Err(ResponseError::UnknownTopicId.code()),
-                Some(name) => broker.replicas.get(name, p.partition).ok_or_else(|| {
-                    let md = broker.metadata.current();
-                    let exists = md.topics.get(&**name).is_some_and(|t| {
-                        p.partition >= 0 && (p.partition as usize) < t.partitions.len()
-                    });
-                    if exists {
-                        ResponseError::NotLeaderOrFollower.code()
-                    } else {
-                        ResponseError::UnknownTopicOrPartition.code()
-                    }
-                }),
+                Some(name) => broker
+                    .replicas
+                    .get(name, p.partition)
+                    .ok_or_else(|| absent_partition_error(broker, name, p.partition)),
             };
             targets.push(Target {
                 topic_idx: ti,
@@ -183,7 +171,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
             }
             Planned::Data { result } => {
                 let records = match &result.slice {
-                    Some(slice) => match read_slice(slice) {
+                    Some(slice) => match slice.read() {
                         Ok(b) => {
                             if let Ok(p) = &t.hosted {
                                 p.metrics

@@ -6,7 +6,7 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, TopicName};
 
-use super::RequestContext;
+use super::{RequestContext, absent_partition_error};
 
 pub fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let broker = &ctx.broker;
@@ -25,22 +25,7 @@ pub fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsRespo
                         .with_offset(-1);
                     let epoch = if v >= 4 { p.current_leader_epoch } else { -1 };
                     let result = match broker.replicas.get(&t.name.0, p.partition_index) {
-                        None => {
-                            let exists = broker
-                                .metadata
-                                .current()
-                                .topics
-                                .get(t.name.0.as_str())
-                                .is_some_and(|m| {
-                                    p.partition_index >= 0
-                                        && (p.partition_index as usize) < m.partitions.len()
-                                });
-                            Err(if exists {
-                                ResponseError::NotLeaderOrFollower.code()
-                            } else {
-                                ResponseError::UnknownTopicOrPartition.code()
-                            })
-                        }
+                        None => Err(absent_partition_error(broker, &t.name.0, p.partition_index)),
                         Some(partition) => {
                             // Special timestamps only exist from the version that defined them.
                             let ts = p.timestamp;

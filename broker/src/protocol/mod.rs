@@ -260,6 +260,22 @@ async fn dispatch(ctx: &RequestContext, mut body: Bytes) -> Outcome {
     }
 }
 
+/// The error for a partition this broker does not host: NOT_LEADER_OR_FOLLOWER when it
+/// exists in the cluster (the client refreshes its metadata and retries), otherwise
+/// UNKNOWN_TOPIC_OR_PARTITION.
+pub fn absent_partition_error(broker: &Broker, topic: &str, partition: i32) -> i16 {
+    let md = broker.metadata.current();
+    let exists = md
+        .topics
+        .get(topic)
+        .is_some_and(|t| usize::try_from(partition).is_ok_and(|p| p < t.partitions.len()));
+    if exists {
+        kafka_protocol::ResponseError::NotLeaderOrFollower.code()
+    } else {
+        kafka_protocol::ResponseError::UnknownTopicOrPartition.code()
+    }
+}
+
 /// `Some(message)` as the StrBytes clients display.
 pub fn msg(s: impl Into<String>) -> Option<StrBytes> {
     Some(StrBytes::from_string(s.into()))

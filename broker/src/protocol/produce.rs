@@ -10,7 +10,7 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{RequestContext, msg};
+use super::{RequestContext, absent_partition_error, msg};
 use crate::broker::now_ms;
 use crate::log::config::TimestampType;
 use crate::log::validate;
@@ -74,18 +74,9 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> (ProduceRespon
             }
             let Some(partition) = broker.replicas.get(name, index) else {
                 any_error = true;
-                let md = broker.metadata.current();
-                let exists = md
-                    .topics
-                    .get(&**name)
-                    .is_some_and(|t| index >= 0 && (index as usize) < t.partitions.len());
-                let code = if exists {
-                    ResponseError::NotLeaderOrFollower
-                } else {
-                    ResponseError::UnknownTopicOrPartition
-                };
-                broker.metrics.partition_error("produce", code.code());
-                partitions.push(error_response(index, code.code(), None));
+                let code = absent_partition_error(broker, name, index);
+                broker.metrics.partition_error("produce", code);
+                partitions.push(error_response(index, code, None));
                 continue;
             };
             let records = pd.records.unwrap_or_default();

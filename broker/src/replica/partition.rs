@@ -306,11 +306,13 @@ impl Partition {
     }
 
     pub fn offsets(&self) -> LogOffsets {
-        let log = self.log.lock();
-        let hw = self.high_watermark();
+        Self::offsets_of(&self.log.lock(), self.high_watermark())
+    }
+
+    fn offsets_of(log: &PartitionLog, high_watermark: i64) -> LogOffsets {
         LogOffsets {
-            high_watermark: hw,
-            last_stable_offset: hw,
+            high_watermark,
+            last_stable_offset: high_watermark,
             log_start_offset: log.log_start_offset(),
             log_end_offset: log.log_end_offset(),
         }
@@ -328,12 +330,7 @@ impl Partition {
         self.check_leader(current_leader_epoch)?;
         let hw = self.high_watermark();
         let log = self.log.lock();
-        let offsets = LogOffsets {
-            high_watermark: hw,
-            last_stable_offset: hw,
-            log_start_offset: log.log_start_offset(),
-            log_end_offset: log.log_end_offset(),
-        };
+        let offsets = Self::offsets_of(&log, hw);
         let slice = log.read(offset, hw, max_bytes, min_one_batch)?;
         Ok(ReadResult { offsets, slice })
     }
