@@ -21,6 +21,7 @@ pub struct Broker {
     pub shutdown: CancellationToken,
     /// Serialises read-modify-write changes of dynamic configs.
     pub config_changes: tokio::sync::Mutex<()>,
+    pub started: std::time::Instant,
     ready: AtomicBool,
 }
 
@@ -50,6 +51,7 @@ impl Broker {
             metrics,
             shutdown: CancellationToken::new(),
             config_changes: tokio::sync::Mutex::new(()),
+            started: std::time::Instant::now(),
             ready: AtomicBool::new(false),
         }
     }

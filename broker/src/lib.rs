@@ -1,5 +1,6 @@
 //! Sluice broker: a Kafka-compatible event streaming broker.
 
+pub mod admin;
 pub mod broker;
 pub mod config;
 pub mod data_dirs;

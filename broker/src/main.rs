@@ -14,7 +14,7 @@ use sluice_broker::metadata::{
 };
 use sluice_broker::metrics::Metrics;
 use sluice_broker::replica::{ReplicaManager, maintenance};
-use sluice_broker::{config, data_dirs, http, server};
+use sluice_broker::{admin, config, data_dirs, http, server};
 use tokio_util::task::TaskTracker;
 use tracing_subscriber::EnvFilter;
 
@@ -38,9 +38,10 @@ enum LogFormat {
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Properties file (server.properties style) with Kafka-named settings.
-    #[arg(long, short = 'c', env = "SLUICE_CONFIG_FILE")]
-    config: Option<PathBuf>,
+    /// Properties file (server.properties style) with Kafka-named settings. Repeatable;
+    /// later files override earlier ones.
+    #[arg(long, short = 'c', env = "SLUICE_CONFIG_FILE", value_delimiter = ',')]
+    config: Vec<PathBuf>,
     /// Any setting as key=value, e.g. --override log.retention.ms=60000. Repeatable.
     #[arg(long = "override", short = 'o', value_name = "KEY=VALUE", value_parser = parse_kv)]
     overrides: Vec<(String, String)>,
@@ -59,12 +60,15 @@ struct Cli {
     /// Same as --override http.listener=...
     #[arg(long)]
     http_listener: Option<String>,
+    /// Same as --override internal.listener=...
+    #[arg(long)]
+    internal_listener: Option<String>,
     #[arg(long, value_enum, env = "SLUICE_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
     /// tracing filter, e.g. "info" or "info,sluice_broker::protocol=debug". RUST_LOG also works.
     #[arg(long, env = "SLUICE_LOG_FILTER")]
     log_filter: Option<String>,
-    /// After binding, write {"kafka": {"LISTENER": port}, "http": port} here. For tools and
+    /// After binding, write {"kafka": {"LISTENER": port}, "http": port, "internal": port} here. For tools and
     /// tests that start the broker on port 0.
     #[arg(long)]
     ports_file: Option<PathBuf>,
@@ -112,6 +116,7 @@ fn main() -> anyhow::Result<()> {
         ("advertised.listeners", cli.advertised_listeners.clone()),
         ("log.dirs", cli.log_dirs.clone()),
         ("http.listener", cli.http_listener.clone()),
+        ("internal.listener", cli.internal_listener.clone()),
     ];
     overrides.extend(
         flags
@@ -119,7 +124,7 @@ fn main() -> anyhow::Result<()> {
             .filter_map(|(k, v)| v.map(|v| (k.to_string(), v))),
     );
     let sources = ConfigSources {
-        file: cli.config.clone(),
+        files: cli.config.clone(),
         env: std::env::vars()
             .filter(|(k, _)| k.starts_with("SLUICE_"))
             .collect(),
@@ -198,6 +203,10 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
         .await
         .with_context(|| format!("cannot bind http.listener {}", config.http_listener))?;
     let http_addr = http_listener.local_addr()?;
+    let internal_listener = tokio::net::TcpListener::bind(config.internal_listener)
+        .await
+        .with_context(|| format!("cannot bind internal.listener {}", config.internal_listener))?;
+    let internal_addr = internal_listener.local_addr()?;
 
     // Advertise actual ports where the configuration asked for port 0.
     let endpoints: Vec<Endpoint> = config
@@ -241,7 +250,11 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
             .iter()
             .map(|b| (b.name.to_string(), b.local_addr.port().into()))
             .collect();
-        let json = serde_json::json!({ "kafka": kafka, "http": http_addr.port() });
+        let json = serde_json::json!({
+            "kafka": kafka,
+            "http": http_addr.port(),
+            "internal": internal_addr.port(),
+        });
         sluice_broker::log::checkpoint::write_atomic(path, json.to_string().as_bytes())?;
     }
 
@@ -257,8 +270,13 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
         http::router(broker.clone(), registry),
         broker.shutdown.clone(),
     ));
+    let admin_task = tokio::spawn(admin::serve(
+        broker.clone(),
+        internal_listener,
+        broker.shutdown.clone(),
+    ));
     broker.set_ready(true);
-    tracing::info!(http = %http_addr, advertised = ?endpoints, "broker ready");
+    tracing::info!(http = %http_addr, internal = %internal_addr, advertised = ?endpoints, "broker ready");
 
     wait_for_signal().await;
     tracing::info!("shutting down: refusing new requests, finishing in-flight ones");
@@ -277,6 +295,7 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
     }
     while tasks.join_next().await.is_some() {}
     let _ = http_task.await;
+    let _ = admin_task.await;
     let replicas_final = replicas.clone();
     tokio::task::spawn_blocking(move || {
         let flushed = replicas_final.flush(true);

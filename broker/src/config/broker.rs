@@ -144,6 +144,7 @@ pub struct BrokerConfig {
     pub advertised_listeners: Vec<Listener>,
     pub log_dirs: Vec<PathBuf>,
     pub http_listener: SocketAddr,
+    pub internal_listener: SocketAddr,
     pub rack: Option<String>,
     pub num_partitions: i32,
     pub default_replication_factor: i16,
@@ -167,7 +168,8 @@ pub struct BrokerConfig {
 /// Inputs to [`BrokerConfig::load`], in increasing precedence.
 #[derive(Debug, Default, Clone)]
 pub struct ConfigSources {
-    pub file: Option<PathBuf>,
+    /// Properties files, later ones overriding earlier ones.
+    pub files: Vec<PathBuf>,
     pub env: Vec<(String, String)>,
     pub overrides: Vec<(String, String)>,
 }
@@ -204,7 +206,7 @@ impl BrokerConfig {
             }
             Ok::<(), ConfigError>(())
         };
-        if let Some(path) = &sources.file {
+        for path in &sources.files {
             let file = std::fs::File::open(path).map_err(|source| ConfigError::File {
                 path: path.display().to_string(),
                 source,
@@ -296,18 +298,21 @@ impl BrokerConfig {
                 "log.dirs must name at least one directory".into(),
             ));
         }
-        let http_raw = statics.str("http.listener").unwrap_or_default();
-        let http_listener: SocketAddr = http_raw.parse().map_err(|_| {
-            ConfigError::Invalid(format!(
-                "http.listener={http_raw} is not a host:port address"
-            ))
-        })?;
+        let socket_addr = |name: &str| -> Result<SocketAddr, ConfigError> {
+            let raw = statics.str(name).unwrap_or_default();
+            raw.parse().map_err(|_| {
+                ConfigError::Invalid(format!("{name}={raw} is not an ip:port address"))
+            })
+        };
+        let http_listener = socket_addr("http.listener")?;
+        let internal_listener = socket_addr("internal.listener")?;
         Ok(Self {
             node_id: statics.int("node.id")?,
             listeners,
             advertised_listeners,
             log_dirs,
             http_listener,
+            internal_listener,
             rack: statics.str("broker.rack").filter(|r| !r.is_empty()),
             num_partitions: statics.int("num.partitions")?,
             default_replication_factor: statics.int("default.replication.factor")?,
@@ -352,11 +357,14 @@ mod tests {
         let file = dir.path().join("server.properties");
         std::fs::write(
             &file,
-            "# comment\nbroker.id=7\nnum.partitions=3\nlog.retention.hours=24\nbogus.key=1\n",
+            "# comment\nbroker.id=7\nnum.partitions=3\nlog.retention.hours=24\nbogus.key=1\nbroker.rack=r0\n",
         )
         .unwrap();
+        // A later file overrides an earlier one (the operator's rack file after the ConfigMap).
+        let rack = dir.path().join("rack.properties");
+        std::fs::write(&rack, "broker.rack=eu-west-1a\n").unwrap();
         let cfg = BrokerConfig::load(&ConfigSources {
-            file: Some(file),
+            files: vec![file, rack],
             env: vec![
                 ("SLUICE_NUM_PARTITIONS".into(), "4".into()),
                 ("SLUICE_UNRELATED".into(), "x".into()),
@@ -365,6 +373,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(cfg.node_id, 7);
+        assert_eq!(cfg.rack.as_deref(), Some("eu-west-1a"));
         assert_eq!(cfg.num_partitions, 4);
         assert_eq!(cfg.listeners[0].port, 0);
         assert_eq!(cfg.advertised_listeners[0].host, "127.0.0.1");

@@ -124,6 +124,13 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "Address of the HTTP server for `/metrics`, `/healthz` and `/readyz`. Port 0 picks a free port.",
     ),
     def(
+        "internal.listener",
+        T::String,
+        Some("0.0.0.0:9093"),
+        Validator::None,
+        "Address of the internal gRPC server: the admin API used by the operator (and later the metadata quorum and replication control). Keep it off client networks. Port 0 picks a free port.",
+    ),
+    def(
         "broker.rack",
         T::String,
         None,

@@ -253,6 +253,23 @@ async fn commit(
     Ok(())
 }
 
+/// Sets and removes topic overrides in one change (the admin API's AlterTopicConfig).
+pub async fn alter_topic_overrides(
+    broker: &Arc<Broker>,
+    name: &str,
+    set: BTreeMap<String, String>,
+    remove: &[String],
+    validate_only: bool,
+) -> Result<(), TopicError> {
+    let _serialised = broker.config_changes.lock().await;
+    let mut configs = current_overrides(broker, TOPIC, name);
+    for k in remove {
+        configs.remove(k);
+    }
+    configs.extend(set);
+    commit(broker, TOPIC, name, configs, validate_only).await
+}
+
 fn current_overrides(broker: &Broker, resource_type: i8, name: &str) -> BTreeMap<String, String> {
     let md = broker.metadata.current();
     match resource_type {

@@ -6,9 +6,8 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicN
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
-use super::topics::{TopicError, apply_locally};
+use super::topics::{self, TopicError};
 use super::{RequestContext, msg};
-use crate::metadata::MetadataCommand;
 
 pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
     let broker = &ctx.broker;
@@ -42,25 +41,13 @@ pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> DeleteTop
         };
         let result = match resolved {
             Err(e) => Err(e),
-            Ok(_) if !broker.config.delete_topic_enable => Err(TopicError::new(
-                ResponseError::TopicDeletionDisabled,
-                "Topic deletion is disabled (delete.topic.enable=false)",
-            )),
-            Ok(n) => {
-                let topic_id = md.topics.get(&n).map(|t| t.id);
-                match broker
-                    .metadata
-                    .submit(MetadataCommand::DeleteTopic { name: n.clone() })
-                    .await
-                {
-                    Ok(md) => {
-                        apply_locally(broker, md).await;
-                        tracing::info!(topic = %n, client = ctx.client(), "deleted topic");
-                        Ok((n, topic_id.unwrap_or(id)))
-                    }
-                    Err(e) => Err(TopicError::from(e)),
+            Ok(n) => match topics::delete(broker, &n).await {
+                Ok(tid) => {
+                    tracing::info!(topic = %n, client = ctx.client(), "deleted topic");
+                    Ok((n, tid))
                 }
-            }
+                Err(e) => Err(e),
+            },
         };
         let mut r = DeletableTopicResult::default();
         match result {

@@ -2,7 +2,7 @@
 //! encode the response. One module per API.
 
 mod api_versions;
-mod configs;
+pub mod configs;
 mod create_partitions;
 mod create_topics;
 mod delete_records;
@@ -12,7 +12,7 @@ mod fetch;
 mod find_coordinator;
 mod legacy_produce;
 mod list_offsets;
-mod metadata;
+pub mod metadata;
 mod offset_for_leader_epoch;
 mod produce;
 pub mod topics;

@@ -268,6 +268,95 @@ pub async fn create(
     Ok(created)
 }
 
+/// Grows `name` to `count` partitions, placing new replicas unless `assignments` names them.
+pub async fn add_partitions(
+    broker: &Arc<Broker>,
+    name: &str,
+    count: i32,
+    assignments: Option<Vec<Vec<i32>>>,
+    validate_only: bool,
+) -> Result<(), TopicError> {
+    let md = broker.metadata.current();
+    let Some(topic) = md.topics.get(name) else {
+        return Err(TopicError::new(
+            ResponseError::UnknownTopicOrPartition,
+            format!("The topic '{name}' does not exist."),
+        ));
+    };
+    let current = topic.partitions.len() as i32;
+    if count <= current {
+        return Err(TopicError::new(
+            ResponseError::InvalidPartitions,
+            format!(
+                "Topic currently has {current} partitions, which is higher than or equal to the requested {count}."
+            ),
+        ));
+    }
+    let rf = topic
+        .partitions
+        .first()
+        .map(|p| p.replicas.len() as i16)
+        .unwrap_or(1);
+    let new = count - current;
+    check_partition_limit(
+        &md,
+        i64::from(new),
+        i64::from(rf),
+        broker.config.max_broker_partitions,
+    )?;
+    let assignments = match assignments {
+        Some(a) => {
+            if a.len() as i32 != new {
+                return Err(TopicError::new(
+                    ResponseError::InvalidReplicaAssignment,
+                    format!(
+                        "Increasing the number of partitions by {new} but {} assignments provided.",
+                        a.len()
+                    ),
+                ));
+            }
+            a
+        }
+        None => assign(&md, name, current, new, rf)?,
+    };
+    let cmd = MetadataCommand::CreatePartitions {
+        name: name.to_string(),
+        assignments,
+    };
+    if validate_only {
+        let mut copy = (*md).clone();
+        return copy.apply(&cmd).map_err(TopicError::from);
+    }
+    let md = broker.metadata.submit(cmd).await?;
+    apply_locally(broker, md).await;
+    Ok(())
+}
+
+/// Deletes a topic by name; returns the id it had.
+pub async fn delete(broker: &Arc<Broker>, name: &str) -> Result<Uuid, TopicError> {
+    if !broker.config.delete_topic_enable {
+        return Err(TopicError::new(
+            ResponseError::TopicDeletionDisabled,
+            "Topic deletion is disabled (delete.topic.enable=false)",
+        ));
+    }
+    let id = broker
+        .metadata
+        .current()
+        .topics
+        .get(name)
+        .map(|t| t.id)
+        .unwrap_or_default();
+    let md = broker
+        .metadata
+        .submit(MetadataCommand::DeleteTopic {
+            name: name.to_string(),
+        })
+        .await?;
+    apply_locally(broker, md).await;
+    Ok(id)
+}
+
 /// Applies a metadata image to the local replicas now, rather than waiting for the
 /// metadata watcher, so this broker serves what it just committed.
 pub async fn apply_locally(broker: &Arc<Broker>, md: Arc<ClusterMetadata>) {

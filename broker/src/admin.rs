@@ -1,0 +1,370 @@
+//! The admin gRPC API (`proto/sluice/admin/v1/admin.proto`) on `internal.listener`.
+//!
+//! Every change goes through the same code as the Kafka admin APIs (`protocol::topics`,
+//! `protocol::configs`), so the operator and Kafka clients see one set of rules.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use sluice_api::admin::admin_server::{Admin, AdminServer};
+use sluice_api::admin::{
+    AddPartitionsRequest, AlterTopicConfigRequest, BrokerDescription, BrokerStatus, ClusterStatus,
+    CreateTopicRequest, DeleteTopicRequest, DeleteTopicResponse, DescribeTopicRequest, Endpoint,
+    GetBrokerStatusRequest, GetClusterStatusRequest, ListTopicsRequest, ListTopicsResponse,
+    LogDirStatus, PartitionDescription, TopicDescription,
+};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::broker::Broker;
+use crate::metadata::{ClusterMetadata, TopicMetadata};
+use crate::protocol::metadata::is_internal;
+use crate::protocol::topics::{self, NewTopic, TopicError};
+use crate::protocol::{configs, topics::validate_name};
+
+/// Serves the admin API until `shutdown`.
+pub async fn serve(
+    broker: Arc<Broker>,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) {
+    let addr = listener.local_addr().ok();
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let result = tonic::transport::Server::builder()
+        .add_service(AdminServer::new(AdminService { broker }))
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, addr = ?addr, "admin gRPC server failed");
+    }
+}
+
+pub struct AdminService {
+    broker: Arc<Broker>,
+}
+
+impl AdminService {
+    pub fn new(broker: Arc<Broker>) -> Self {
+        Self { broker }
+    }
+}
+
+/// `InvalidPartitions` -> `INVALID_PARTITIONS`, the name Kafka's docs and tools use.
+fn kafka_error_name(code: i16) -> String {
+    let Some(e) = ResponseError::try_from_code(code) else {
+        return format!("ERROR_{code}");
+    };
+    let name = format!("{e:?}");
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, ch) in name.chars().enumerate() {
+        if ch.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(ch.to_ascii_uppercase());
+    }
+    out
+}
+
+fn status(e: TopicError) -> Status {
+    use ResponseError as E;
+    let code = match ResponseError::try_from_code(e.code) {
+        Some(E::TopicAlreadyExists) => tonic::Code::AlreadyExists,
+        Some(E::UnknownTopicOrPartition | E::UnknownTopicId) => tonic::Code::NotFound,
+        Some(
+            E::InvalidPartitions
+            | E::InvalidReplicationFactor
+            | E::InvalidConfig
+            | E::InvalidTopicException
+            | E::InvalidRequest
+            | E::InvalidReplicaAssignment,
+        ) => tonic::Code::InvalidArgument,
+        Some(E::PolicyViolation | E::TopicDeletionDisabled) => tonic::Code::FailedPrecondition,
+        _ => tonic::Code::Internal,
+    };
+    Status::new(code, format!("{}: {}", kafka_error_name(e.code), e.message))
+}
+
+fn describe(t: &TopicMetadata) -> TopicDescription {
+    TopicDescription {
+        name: t.name.clone(),
+        topic_id: t.id.to_string(),
+        internal: is_internal(&t.name),
+        replication_factor: t.partitions.first().map_or(0, |p| p.replicas.len() as i32),
+        partitions: t
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(i, p)| PartitionDescription {
+                partition: i as i32,
+                leader: p.leader,
+                leader_epoch: p.leader_epoch,
+                replicas: p.replicas.clone(),
+                isr: p.isr.clone(),
+            })
+            .collect(),
+        configs: t.configs.clone(),
+    }
+}
+
+fn describe_current(broker: &Broker, name: &str) -> Result<TopicDescription, Status> {
+    broker
+        .metadata
+        .current()
+        .topics
+        .get(name)
+        .map(describe)
+        .ok_or_else(|| {
+            status(TopicError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("The topic '{name}' does not exist."),
+            ))
+        })
+}
+
+fn under_replicated(md: &ClusterMetadata) -> impl Iterator<Item = (i32, bool)> + '_ {
+    md.topics.values().flat_map(|t| {
+        t.partitions
+            .iter()
+            .map(|p| (p.leader, p.isr.len() < p.replicas.len()))
+    })
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn create_topic(
+        &self,
+        req: Request<CreateTopicRequest>,
+    ) -> Result<Response<TopicDescription>, Status> {
+        let r = req.into_inner();
+        let rf = match r.replication_factor {
+            None => -1,
+            Some(rf) => i16::try_from(rf)
+                .ok()
+                .filter(|rf| *rf >= 1)
+                .ok_or_else(|| {
+                    status(TopicError::new(
+                        ResponseError::InvalidReplicationFactor,
+                        format!("Replication factor must be between 1 and 32767, got {rf}"),
+                    ))
+                })?,
+        };
+        if r.partitions.is_some_and(|p| p < 1) {
+            return Err(status(TopicError::new(
+                ResponseError::InvalidPartitions,
+                "Number of partitions must be larger than 0.",
+            )));
+        }
+        let created = topics::create(
+            &self.broker,
+            NewTopic {
+                name: r.name.clone(),
+                num_partitions: r.partitions.unwrap_or(-1),
+                replication_factor: rf,
+                assignments: None,
+                configs: r.configs.clone(),
+            },
+            r.validate_only,
+        )
+        .await
+        .map_err(status)?;
+        if r.validate_only {
+            return Ok(Response::new(TopicDescription {
+                name: r.name,
+                replication_factor: i32::from(created.replication_factor),
+                configs: r.configs,
+                ..Default::default()
+            }));
+        }
+        describe_current(&self.broker, &r.name).map(Response::new)
+    }
+
+    async fn describe_topic(
+        &self,
+        req: Request<DescribeTopicRequest>,
+    ) -> Result<Response<TopicDescription>, Status> {
+        let name = req.into_inner().name;
+        validate_name(&name).map_err(status)?;
+        describe_current(&self.broker, &name).map(Response::new)
+    }
+
+    async fn list_topics(
+        &self,
+        req: Request<ListTopicsRequest>,
+    ) -> Result<Response<ListTopicsResponse>, Status> {
+        let include_internal = req.into_inner().include_internal;
+        let md = self.broker.metadata.current();
+        let topics = md
+            .topics
+            .values()
+            .filter(|t| include_internal || !is_internal(&t.name))
+            .map(describe)
+            .collect();
+        Ok(Response::new(ListTopicsResponse { topics }))
+    }
+
+    async fn alter_topic_config(
+        &self,
+        req: Request<AlterTopicConfigRequest>,
+    ) -> Result<Response<TopicDescription>, Status> {
+        let r = req.into_inner();
+        let set: BTreeMap<String, String> = r.set.into_iter().collect();
+        configs::alter_topic_overrides(&self.broker, &r.name, set, &r.remove, r.validate_only)
+            .await
+            .map_err(status)?;
+        if !r.validate_only {
+            tracing::info!(topic = %r.name, "altered topic configs through the admin API");
+        }
+        describe_current(&self.broker, &r.name).map(Response::new)
+    }
+
+    async fn add_partitions(
+        &self,
+        req: Request<AddPartitionsRequest>,
+    ) -> Result<Response<TopicDescription>, Status> {
+        let r = req.into_inner();
+        topics::add_partitions(
+            &self.broker,
+            &r.name,
+            r.partition_count,
+            None,
+            r.validate_only,
+        )
+        .await
+        .map_err(status)?;
+        if !r.validate_only {
+            tracing::info!(topic = %r.name, partitions = r.partition_count, "added partitions through the admin API");
+        }
+        describe_current(&self.broker, &r.name).map(Response::new)
+    }
+
+    async fn delete_topic(
+        &self,
+        req: Request<DeleteTopicRequest>,
+    ) -> Result<Response<DeleteTopicResponse>, Status> {
+        let name = req.into_inner().name;
+        validate_name(&name).map_err(status)?;
+        if is_internal(&name) {
+            return Err(status(TopicError::new(
+                ResponseError::InvalidRequest,
+                format!("'{name}' is an internal topic and cannot be deleted"),
+            )));
+        }
+        let id = topics::delete(&self.broker, &name).await.map_err(status)?;
+        tracing::info!(topic = %name, "deleted topic through the admin API");
+        Ok(Response::new(DeleteTopicResponse {
+            topic_id: id.to_string(),
+        }))
+    }
+
+    async fn get_broker_status(
+        &self,
+        _req: Request<GetBrokerStatusRequest>,
+    ) -> Result<Response<BrokerStatus>, Status> {
+        let b = &self.broker;
+        let md = b.metadata.current();
+        let mut led = 0;
+        let mut under = 0;
+        for (leader, urp) in under_replicated(&md) {
+            if leader == b.node_id {
+                led += 1;
+                under += i32::from(urp);
+            }
+        }
+        let partitions = b.replicas.all_partitions();
+        let mut dirs: BTreeMap<std::path::PathBuf, (i64, i32)> = b
+            .replicas
+            .log_dirs()
+            .iter()
+            .map(|d| (d.clone(), (0, 0)))
+            .collect();
+        let mut offline = 0;
+        for p in &partitions {
+            offline += i32::from(p.is_offline());
+            let (_, _, size, _) = p.gauges();
+            let e = dirs.entry(p.log_root.clone()).or_default();
+            e.0 += size as i64;
+            e.1 += 1;
+        }
+        Ok(Response::new(BrokerStatus {
+            broker_id: b.node_id,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            cluster_id: b.cluster_id.clone(),
+            rack: b.config.rack.clone().unwrap_or_default(),
+            ready: b.is_ready(),
+            partitions_hosted: partitions.len() as i32,
+            partitions_led: led,
+            under_replicated_partitions: under,
+            offline_partitions: offline,
+            log_dirs: dirs
+                .into_iter()
+                .map(|(path, (size_bytes, partitions))| LogDirStatus {
+                    path: path.display().to_string(),
+                    size_bytes,
+                    partitions,
+                })
+                .collect(),
+            uptime_seconds: b.started.elapsed().as_secs() as i64,
+        }))
+    }
+
+    async fn get_cluster_status(
+        &self,
+        _req: Request<GetClusterStatusRequest>,
+    ) -> Result<Response<ClusterStatus>, Status> {
+        let md = self.broker.metadata.current();
+        let (mut partitions, mut under, mut offline) = (0, 0, 0);
+        for (leader, urp) in under_replicated(&md) {
+            partitions += 1;
+            under += i32::from(urp);
+            offline += i32::from(leader < 0);
+        }
+        Ok(Response::new(ClusterStatus {
+            cluster_id: md.cluster_id.clone(),
+            controller_id: md.controller_id(),
+            brokers: md
+                .brokers
+                .values()
+                .map(|b| BrokerDescription {
+                    broker_id: b.id,
+                    rack: b.rack.clone().unwrap_or_default(),
+                    endpoints: b
+                        .endpoints
+                        .iter()
+                        .map(|e| Endpoint {
+                            listener: e.listener.clone(),
+                            host: e.host.clone(),
+                            port: i32::from(e.port),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            topics: md.topics.len() as i32,
+            partitions,
+            under_replicated_partitions: under,
+            offline_partitions: offline,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_error_names() {
+        assert_eq!(
+            kafka_error_name(ResponseError::InvalidPartitions.code()),
+            "INVALID_PARTITIONS"
+        );
+        let s = status(TopicError::new(
+            ResponseError::TopicAlreadyExists,
+            "Topic 'a' already exists.",
+        ));
+        assert_eq!(s.code(), tonic::Code::AlreadyExists);
+        assert_eq!(
+            s.message(),
+            "TOPIC_ALREADY_EXISTS: Topic 'a' already exists."
+        );
+    }
+}

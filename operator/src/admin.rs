@@ -1,0 +1,185 @@
+//! The operator's only way to talk to brokers: the admin gRPC API.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use sluice_api::admin::admin_client::AdminClient;
+use sluice_api::admin::{
+    AddPartitionsRequest, AlterTopicConfigRequest, ClusterStatus, CreateTopicRequest,
+    DeleteTopicRequest, DescribeTopicRequest, GetClusterStatusRequest, TopicDescription,
+};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::crd::Cluster;
+use crate::crd::cluster::INTERNAL_PORT;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AdminError {
+    /// The broker could not be reached or did not answer in time.
+    #[error("broker admin API at {endpoint} unreachable: {message}")]
+    Unavailable { endpoint: String, message: String },
+    /// The broker refused the request (invalid config, too few brokers, ...).
+    #[error("{0}")]
+    Rejected(String),
+}
+
+impl AdminError {
+    fn from_status(endpoint: &str, s: tonic::Status) -> Self {
+        match s.code() {
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+                AdminError::Unavailable {
+                    endpoint: endpoint.to_string(),
+                    message: s.message().to_string(),
+                }
+            }
+            _ => AdminError::Rejected(s.message().to_string()),
+        }
+    }
+}
+
+/// Topic and cluster administration as the reconcilers need it. Implemented over gRPC;
+/// controller tests substitute an in-memory fake.
+#[async_trait::async_trait]
+pub trait BrokerAdmin: Send + Sync {
+    /// `None` if the topic does not exist.
+    async fn describe_topic(&self, name: &str) -> Result<Option<TopicDescription>, AdminError>;
+    async fn create_topic(&self, req: CreateTopicRequest) -> Result<TopicDescription, AdminError>;
+    async fn alter_topic_config(
+        &self,
+        req: AlterTopicConfigRequest,
+    ) -> Result<TopicDescription, AdminError>;
+    async fn add_partitions(&self, name: &str, count: i32) -> Result<TopicDescription, AdminError>;
+    /// `Ok(false)` if the topic was already gone.
+    async fn delete_topic(&self, name: &str) -> Result<bool, AdminError>;
+    async fn cluster_status(&self) -> Result<ClusterStatus, AdminError>;
+}
+
+/// Hands out an admin client per Cluster.
+pub trait AdminConnector: Send + Sync {
+    fn connect(&self, cluster: &Cluster) -> Result<Arc<dyn BrokerAdmin>, AdminError>;
+}
+
+/// gRPC client for one admin endpoint.
+#[derive(Clone)]
+pub struct GrpcAdmin {
+    endpoint: String,
+    client: AdminClient<Channel>,
+}
+
+impl GrpcAdmin {
+    /// Lazily connecting client: creating it never blocks or fails on a dead broker.
+    pub fn new(endpoint: &str) -> Result<Self, AdminError> {
+        let channel = Endpoint::from_shared(endpoint.to_string())
+            .map_err(|e| AdminError::Unavailable {
+                endpoint: endpoint.to_string(),
+                message: format!("invalid endpoint: {e}"),
+            })?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .connect_lazy();
+        Ok(Self {
+            endpoint: endpoint.to_string(),
+            client: AdminClient::new(channel),
+        })
+    }
+
+    fn err(&self, s: tonic::Status) -> AdminError {
+        AdminError::from_status(&self.endpoint, s)
+    }
+}
+
+#[async_trait::async_trait]
+impl BrokerAdmin for GrpcAdmin {
+    async fn describe_topic(&self, name: &str) -> Result<Option<TopicDescription>, AdminError> {
+        let req = DescribeTopicRequest { name: name.into() };
+        match self.client.clone().describe_topic(req).await {
+            Ok(r) => Ok(Some(r.into_inner())),
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+            Err(s) => Err(self.err(s)),
+        }
+    }
+
+    async fn create_topic(&self, req: CreateTopicRequest) -> Result<TopicDescription, AdminError> {
+        self.client
+            .clone()
+            .create_topic(req)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.err(s))
+    }
+
+    async fn alter_topic_config(
+        &self,
+        req: AlterTopicConfigRequest,
+    ) -> Result<TopicDescription, AdminError> {
+        self.client
+            .clone()
+            .alter_topic_config(req)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.err(s))
+    }
+
+    async fn add_partitions(&self, name: &str, count: i32) -> Result<TopicDescription, AdminError> {
+        let req = AddPartitionsRequest {
+            name: name.into(),
+            partition_count: count,
+            validate_only: false,
+        };
+        self.client
+            .clone()
+            .add_partitions(req)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.err(s))
+    }
+
+    async fn delete_topic(&self, name: &str) -> Result<bool, AdminError> {
+        let req = DeleteTopicRequest { name: name.into() };
+        match self.client.clone().delete_topic(req).await {
+            Ok(_) => Ok(true),
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(false),
+            Err(s) => Err(self.err(s)),
+        }
+    }
+
+    async fn cluster_status(&self) -> Result<ClusterStatus, AdminError> {
+        self.client
+            .clone()
+            .get_cluster_status(GetClusterStatusRequest {})
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.err(s))
+    }
+}
+
+/// `http://{cluster}-brokers.{namespace}.svc:9093`: the headless Service resolves to every
+/// broker, and any broker answers for the whole cluster.
+pub fn admin_endpoint(cluster: &Cluster) -> String {
+    format!(
+        "http://{}.{}.svc:{INTERNAL_PORT}",
+        cluster.headless_service_name(),
+        cluster.metadata.namespace.as_deref().unwrap_or("default")
+    )
+}
+
+/// Connects through the cluster's headless Service, one cached channel per endpoint.
+#[derive(Default)]
+pub struct GrpcConnector {
+    clients: Mutex<HashMap<String, GrpcAdmin>>,
+}
+
+impl AdminConnector for GrpcConnector {
+    fn connect(&self, cluster: &Cluster) -> Result<Arc<dyn BrokerAdmin>, AdminError> {
+        let endpoint = admin_endpoint(cluster);
+        let mut clients = self.clients.lock();
+        if let Some(c) = clients.get(&endpoint) {
+            return Ok(Arc::new(c.clone()));
+        }
+        let c = GrpcAdmin::new(&endpoint)?;
+        clients.insert(endpoint, c.clone());
+        Ok(Arc::new(c))
+    }
+}

@@ -1,0 +1,165 @@
+//! The controllers: they diff and apply what `reconcile` builds, talk to brokers through
+//! `admin`, and write status. Nothing here decides what objects look like.
+
+pub mod cluster;
+pub mod topic;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+
+use crate::admin::{AdminConnector, AdminError};
+use crate::crd::{Cluster, Topic};
+use crate::reconcile::Settings;
+use crate::telemetry::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("{0}")]
+    Admin(#[from] AdminError),
+    #[error("{kind} {name} has no namespace")]
+    NoNamespace { kind: &'static str, name: String },
+}
+
+impl Error {
+    /// Short label for the errors metric.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Finalizer(_) => "finalizer",
+            Error::Admin(AdminError::Unavailable { .. }) => "admin_unavailable",
+            Error::Admin(AdminError::Rejected(_)) => "admin_rejected",
+            Error::NoNamespace { .. } => "no_namespace",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Shared by every reconcile.
+pub struct Context {
+    pub client: Client,
+    pub settings: Settings,
+    pub admin: Arc<dyn AdminConnector>,
+    pub metrics: Arc<Metrics>,
+    pub reporter: Reporter,
+    /// How often a Topic is compared with the broker even without changes (drift).
+    pub topic_resync: Duration,
+}
+
+impl Context {
+    /// Publishes a Kubernetes Event; failures are logged, never fatal.
+    pub async fn event<K>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) where
+        K: Resource<DynamicType = ()>,
+    {
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "could not publish event");
+        }
+    }
+}
+
+pub fn namespace<K: Resource>(obj: &K, kind: &'static str) -> Result<String> {
+    obj.meta()
+        .namespace
+        .clone()
+        .ok_or_else(|| Error::NoNamespace {
+            kind,
+            name: obj.meta().name.clone().unwrap_or_default(),
+        })
+}
+
+fn error_policy<K: ResourceExt>(
+    controller: &'static str,
+) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action {
+    move |obj, error, ctx| {
+        tracing::warn!(
+            controller,
+            namespace = obj.namespace().unwrap_or_default(),
+            name = %obj.name_any(),
+            error = %error,
+            "reconcile failed; retrying in 15s"
+        );
+        ctx.metrics
+            .reconcile_error(controller, error.metric_label());
+        Action::requeue(Duration::from_secs(15))
+    }
+}
+
+/// APIs for one watch scope: a namespace, or all namespaces.
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs both controllers for one scope until shutdown.
+pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
+    let client = ctx.client.clone();
+    let ns = namespace.as_deref();
+    let managed = watcher::Config::default().labels("app.kubernetes.io/managed-by=sluice-operator");
+    let clusters = Controller::new(api::<Cluster>(&client, ns), watcher::Config::default())
+        .owns(api::<StatefulSet>(&client, ns), managed)
+        .shutdown_on_signal()
+        .run(cluster::reconcile, error_policy("cluster"), ctx.clone())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "cluster controller stream");
+            }
+        });
+
+    let topic_controller = Controller::new(api::<Topic>(&client, ns), watcher::Config::default());
+    let store = topic_controller.store();
+    let topics = topic_controller
+        // A Cluster becoming ready (or going away) re-checks its Topics at once.
+        .watches(
+            api::<Cluster>(&client, ns),
+            watcher::Config::default(),
+            move |c: Cluster| {
+                let (name, ns) = (c.name_any(), c.namespace());
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|t| t.spec.cluster_ref == name && t.namespace() == ns)
+                    .map(|t| ObjectRef::from_obj(&*t))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .shutdown_on_signal()
+        .run(topic::reconcile, error_policy("topic"), ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "topic controller stream");
+            }
+        });
+    futures::join!(clusters, topics);
+}
