@@ -27,6 +27,9 @@ pub enum AdminError {
 
 impl AdminError {
     fn from_status(endpoint: &str, s: tonic::Status) -> Self {
+        // A broken connection surfaces as `Unknown` with the transport error as source.
+        let transport = std::error::Error::source(&s)
+            .is_some_and(|e| e.downcast_ref::<tonic::transport::Error>().is_some());
         match s.code() {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
                 AdminError::Unavailable {
@@ -34,6 +37,12 @@ impl AdminError {
                     message: s.message().to_string(),
                 }
             }
+            _ if transport => AdminError::Unavailable {
+                endpoint: endpoint.to_string(),
+                message: std::error::Error::source(&s)
+                    .map(|e| format!("{}: {e}", s.message()))
+                    .unwrap_or_else(|| s.message().to_string()),
+            },
             _ => AdminError::Rejected(s.message().to_string()),
         }
     }

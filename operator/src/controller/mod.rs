@@ -163,3 +163,6 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
         });
     futures::join!(clusters, topics);
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,5 +1,9 @@
 //! `Cluster`: a set of Sluice brokers run as one StatefulSet.
 
+// The `printcolumn(...)` entries repeat `type_`/`json_path`, which clippy mistakes for
+// duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{

@@ -1,5 +1,9 @@
 //! `Topic`: a Kafka topic of a `Cluster` in the same namespace.
 
+// The `printcolumn(...)` entries repeat `type_`/`json_path`, which clippy mistakes for
+// duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
