@@ -192,11 +192,13 @@ async fn scenario(client: Client, ns: &str) -> anyhow::Result<()> {
             &format!("image.tag={tag}"),
         ])
         .args(["--set", "image.pullPolicy=IfNotPresent"])
-        .args(["--set", &format!("brokerImageRepository={broker_repo}")])
+        // Cluster-scoped names of this release must not clash with an installed operator.
+        .args(["--set", &format!("fullnameOverride=sluice-{ns}")])
+        .args(["--set", &format!("brokerImage.repository={broker_repo}")])
         .args(["--set", &format!("watchNamespaces={{{ns}}}")])
         .args([
             "--set",
-            &format!("rackClusterRoleName=sluice-broker-rack-{ns}"),
+            &format!("rbac.rackClusterRoleName=sluice-broker-rack-{ns}"),
         ]))?;
 
     // 4. A one-broker Cluster gets its objects and turns Ready.

@@ -198,6 +198,20 @@ async fn apply(cluster: &Cluster, ctx: &Context, ns: &str) -> Result<Action> {
         }
     }
 
+    // Every broker runs but fewer are registered in the cluster metadata: they did not
+    // join one cluster (this broker version keeps metadata per broker; replication and a
+    // shared metadata quorum come later).
+    if degraded.is_none()
+        && ready >= replicas
+        && let Some(n) = status.registered_brokers.filter(|n| *n < replicas)
+    {
+        degraded = Some((
+            "BrokersNotClustered",
+            format!(
+                "{replicas} brokers run but the cluster metadata lists {n}: brokers of this version do not form one multi-broker cluster yet (use replicas: 1 until replication is available)"
+            ),
+        ));
+    }
     let (is_ready, reason, message) = match (&admin_error, ready >= replicas) {
         (_, false) => (
             false,

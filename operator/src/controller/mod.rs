@@ -37,7 +37,11 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube",
-            Error::Finalizer(_) => "finalizer",
+            Error::Finalizer(e) => match e.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(inner)
+                | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.metric_label(),
+                _ => "finalizer",
+            },
             Error::Admin(AdminError::Unavailable { .. }) => "admin_unavailable",
             Error::Admin(AdminError::Rejected(_)) => "admin_rejected",
             Error::NoNamespace { .. } => "no_namespace",

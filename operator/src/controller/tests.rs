@@ -101,6 +101,7 @@ struct FakeAdmin {
     topics: Mutex<BTreeMap<String, TopicDescription>>,
     unavailable: Mutex<bool>,
     calls: Mutex<Vec<String>>,
+    registered_brokers: Mutex<i32>,
 }
 
 fn description(
@@ -196,10 +197,17 @@ impl BrokerAdmin for FakeAdmin {
     }
     async fn cluster_status(&self) -> Result<ClusterStatus, AdminError> {
         self.check("cluster_status".into())?;
+        let brokers = (0..*self.registered_brokers.lock())
+            .map(|id| sluice_api::admin::BrokerDescription {
+                broker_id: id,
+                rack: String::new(),
+                endpoints: vec![],
+            })
+            .collect();
         Ok(ClusterStatus {
             cluster_id: "Xk3N2-cluster-id".into(),
             controller_id: 0,
-            brokers: vec![],
+            brokers,
             topics: 0,
             partitions: 0,
             under_replicated_partitions: 0,
@@ -219,6 +227,7 @@ impl AdminConnector for FakeConnector {
 fn setup() -> (Arc<Context>, ApiServer, Arc<FakeAdmin>) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let admin = Arc::new(FakeAdmin::default());
+    *admin.registered_brokers.lock() = 3;
     let ctx = Arc::new(Context {
         client: Client::new(service, "default"),
         settings: Settings::default(),
@@ -358,6 +367,58 @@ async fn cluster_apply_creates_objects_and_reports_ready() {
 }
 
 #[tokio::test]
+async fn brokers_that_did_not_join_one_cluster_are_degraded() {
+    let (ctx, mut api, admin) = setup();
+    *admin.registered_brokers.lock() = 1;
+    let c = test_cluster(json!({"replicas": 3}), true);
+    let task = tokio::spawn(cluster::reconcile(Arc::new(c), ctx));
+    for p in [
+        "serviceaccounts/demo-broker",
+        "configmaps/demo-config",
+        "services/demo-brokers",
+        "services/demo-bootstrap",
+    ] {
+        api.apply(&format!("/api/v1{NS}/{p}")).await;
+    }
+    api.expect(
+        Method::DELETE,
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/sluice-rack-streaming-demo",
+        404,
+        |_| Value::Null,
+    )
+    .await;
+    api.expect(
+        Method::PATCH,
+        &format!("/apis/apps/v1{NS}/statefulsets/demo-broker"),
+        200,
+        |b| sts_with_status(b, 3),
+    )
+    .await;
+    api.apply(&format!(
+        "/apis/policy/v1{NS}/poddisruptionbudgets/demo-broker"
+    ))
+    .await;
+    api.event().await;
+    api.event().await;
+    let status = api
+        .expect(
+            Method::PATCH,
+            &format!("/apis/sluice.dev/v1alpha1{NS}/clusters/demo/status"),
+            200,
+            |_| serde_json::to_value(test_cluster(json!({}), true)).unwrap(),
+        )
+        .await;
+    let degraded = condition(&status, "Degraded");
+    assert_eq!(
+        (degraded["status"].as_str(), degraded["reason"].as_str()),
+        (Some("True"), Some("BrokersNotClustered"))
+    );
+    assert_eq!(status["status"]["registeredBrokers"], 1);
+    task.await.unwrap().unwrap();
+    api.done().await;
+}
+
+#[tokio::test]
 async fn cluster_not_ready_and_rack_binding() {
     let (ctx, mut api, _) = setup();
     let c = test_cluster(json!({"replicas": 3, "rack": {}}), true);
@@ -453,7 +514,7 @@ async fn api_errors_surface_as_reconcile_errors() {
     .await;
     let err = task.await.unwrap().unwrap_err();
     assert!(err.to_string().contains("mock 500"), "{err}");
-    assert_eq!(err.metric_label(), "finalizer");
+    assert_eq!(err.metric_label(), "kube");
     api.done().await;
 }
 
