@@ -80,6 +80,8 @@ fn status(e: TopicError) -> Status {
             | E::InvalidReplicaAssignment,
         ) => tonic::Code::InvalidArgument,
         Some(E::PolicyViolation | E::TopicDeletionDisabled) => tonic::Code::FailedPrecondition,
+        // Metadata could not be persisted or the broker is stopping: worth a retry.
+        Some(E::UnknownServerError) => tonic::Code::Unavailable,
         _ => tonic::Code::Internal,
     };
     Status::new(code, format!("{}: {}", kafka_error_name(e.code), e.message))
@@ -208,6 +210,12 @@ impl Admin for AdminService {
         req: Request<AlterTopicConfigRequest>,
     ) -> Result<Response<TopicDescription>, Status> {
         let r = req.into_inner();
+        if let Some(k) = r.remove.iter().find(|k| r.set.contains_key(*k)) {
+            return Err(status(TopicError::new(
+                ResponseError::InvalidRequest,
+                format!("Config {k} is both set and removed"),
+            )));
+        }
         let set: BTreeMap<String, String> = r.set.into_iter().collect();
         configs::alter_topic_overrides(&self.broker, &r.name, set, &r.remove, r.validate_only)
             .await

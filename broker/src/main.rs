@@ -295,7 +295,10 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
     }
     while tasks.join_next().await.is_some() {}
     let _ = http_task.await;
-    let _ = admin_task.await;
+    // A stuck admin call must not delay the final flush past the pod's grace period.
+    if tokio::time::timeout(timeout, admin_task).await.is_err() {
+        tracing::warn!("admin API calls did not finish in time; flushing anyway");
+    }
     let replicas_final = replicas.clone();
     tokio::task::spawn_blocking(move || {
         let flushed = replicas_final.flush(true);

@@ -87,6 +87,11 @@ impl GrpcAdmin {
             })?
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
+            // A dead node sends no FIN: keepalives notice it in seconds, not minutes.
+            .tcp_keepalive(Some(Duration::from_secs(30)))
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .keep_alive_while_idle(true)
             .connect_lazy();
         Ok(Self {
             endpoint: endpoint.to_string(),
@@ -164,11 +169,13 @@ impl BrokerAdmin for GrpcAdmin {
     }
 }
 
-/// `http://{cluster}-brokers.{namespace}.svc:9093`: the headless Service resolves to every
-/// broker, and any broker answers for the whole cluster.
+/// `http://{cluster}-broker-0.{cluster}-brokers.{namespace}.svc:9093`: always broker 0.
+/// Until brokers share a metadata quorum each one answers only for itself, and topics must
+/// not land on whichever broker a connection happens to reach.
 pub fn admin_endpoint(cluster: &Cluster) -> String {
     format!(
-        "http://{}.{}.svc:{INTERNAL_PORT}",
+        "http://{}-0.{}.{}.svc:{INTERNAL_PORT}",
+        cluster.broker_name(),
         cluster.headless_service_name(),
         cluster.metadata.namespace.as_deref().unwrap_or("default")
     )

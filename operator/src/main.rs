@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use kube::runtime::events::Reporter;
+use kube::runtime::events::{Recorder, Reporter};
 use sluice_operator::admin::GrpcConnector;
 use sluice_operator::controller::{self, Context};
 use sluice_operator::reconcile::Settings;
@@ -193,15 +193,21 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let mut lease = None;
     if args.leader_election {
-        lease = Some(
-            leader::acquire(
-                client.clone(),
-                &args.lease_namespace,
-                &args.lease_name,
-                &identity,
-            )
-            .await?,
-        );
+        match leader::acquire(
+            client.clone(),
+            &args.lease_namespace,
+            &args.lease_name,
+            &identity,
+            leader::shutdown_signal(),
+        )
+        .await?
+        {
+            Some(l) => lease = Some(l),
+            None => {
+                tracing::info!("stopped while waiting for the leader lease");
+                return Ok(());
+            }
+        }
         metrics.leader.set(1);
     }
     let defaults = Settings::default();
@@ -214,14 +220,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         rack_cluster_role: args.rack_cluster_role.clone(),
     };
     let ctx = Arc::new(Context {
-        client,
+        client: client.clone(),
         settings,
         admin: Arc::new(GrpcConnector::default()),
         metrics,
-        reporter: Reporter {
-            controller: "sluice-operator".into(),
-            instance: Some(identity.clone()),
-        },
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "sluice-operator".into(),
+                instance: Some(identity.clone()),
+            },
+        ),
         topic_resync: Duration::from_secs(args.topic_resync_seconds.max(5)),
     });
     let scopes: Vec<Option<String>> = {
@@ -247,13 +256,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => {
             controllers.await;
         }
-        Some(mut rx) => {
+        Some(mut lease) => {
             tokio::select! {
                 _ = controllers => {}
-                _ = async { while rx.changed().await.is_ok() && *rx.borrow() {} } => {
+                () = lease.lost() => {
                     anyhow::bail!("lost the leader lease {}/{}; exiting so a restart campaigns again", args.lease_namespace, args.lease_name);
                 }
             }
+            ctx.metrics.leader.set(0);
+            lease.release().await;
         }
     }
     tracing::info!("controllers stopped");

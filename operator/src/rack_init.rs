@@ -30,7 +30,7 @@ pub async fn run(node: &str, topology_key: &str, output: &Path) -> anyhow::Resul
     let n = nodes
         .get(node)
         .await
-        .with_context(|| format!("cannot read node {node}; the broker's ServiceAccount needs get on nodes (ClusterRoleBinding sluice-rack-*)"))?;
+        .with_context(|| format!("cannot read node {node}; the broker's ServiceAccount needs get on nodes (ClusterRoleBinding sluice-rack.*)"))?;
     let value = n
         .metadata
         .labels

@@ -61,6 +61,10 @@ pub enum MetadataCommand {
     CreatePartitions {
         name: String,
         assignments: Vec<Vec<i32>>,
+        /// Partition count the request was computed from; a concurrent change in between
+        /// makes the command fail instead of adding partitions twice.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected_count: Option<i32>,
     },
     /// Replaces the topic's overrides.
     SetTopicConfigs {
@@ -82,6 +86,12 @@ pub enum MetadataError {
     UnknownTopic(String),
     #[error("{0}")]
     InvalidAssignment(String),
+    #[error("topic '{topic}' has {actual} partitions, not {expected}: it changed concurrently")]
+    PartitionCountChanged {
+        topic: String,
+        expected: i32,
+        actual: i32,
+    },
     #[error("metadata could not be persisted: {0}")]
     Storage(String),
     #[error("metadata store is shutting down")]
@@ -205,12 +215,26 @@ impl ClusterMetadata {
                     .ok_or_else(|| MetadataError::UnknownTopic(name.clone()))?;
                 self.topic_ids.remove(&t.id);
             }
-            MetadataCommand::CreatePartitions { name, assignments } => {
+            MetadataCommand::CreatePartitions {
+                name,
+                assignments,
+                expected_count,
+            } => {
                 self.check_assignments(assignments)?;
                 let t = self
                     .topics
                     .get_mut(name)
                     .ok_or_else(|| MetadataError::UnknownTopic(name.clone()))?;
+                let actual = t.partitions.len() as i32;
+                if let Some(expected) = *expected_count
+                    && expected != actual
+                {
+                    return Err(MetadataError::PartitionCountChanged {
+                        topic: name.clone(),
+                        expected,
+                        actual,
+                    });
+                }
                 if t.partitions.first().map(|p| p.replicas.len())
                     != assignments.first().map(Vec::len)
                 {
@@ -277,13 +301,24 @@ mod tests {
         md.apply(&MetadataCommand::CreatePartitions {
             name: "t".into(),
             assignments: vec![vec![0]],
+            expected_count: Some(2),
         })
         .unwrap();
         assert_eq!(md.topics["t"].partitions.len(), 3);
+        // Computed from a stale count: refused, nothing added.
+        assert!(matches!(
+            md.apply(&MetadataCommand::CreatePartitions {
+                name: "t".into(),
+                assignments: vec![vec![0]],
+                expected_count: Some(2),
+            }),
+            Err(MetadataError::PartitionCountChanged { actual: 3, .. })
+        ));
         assert!(
             md.apply(&MetadataCommand::CreatePartitions {
                 name: "t".into(),
                 assignments: vec![vec![5]],
+                expected_count: None,
             })
             .is_err()
         );

@@ -33,6 +33,7 @@ impl From<MetadataError> for TopicError {
             MetadataError::TopicExists(_) => ResponseError::TopicAlreadyExists,
             MetadataError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
             MetadataError::InvalidAssignment(_) => ResponseError::InvalidReplicaAssignment,
+            MetadataError::PartitionCountChanged { .. } => ResponseError::InvalidPartitions,
             MetadataError::Storage(_) | MetadataError::Closed => ResponseError::UnknownServerError,
         };
         TopicError::new(code, e.to_string())
@@ -322,6 +323,7 @@ pub async fn add_partitions(
     let cmd = MetadataCommand::CreatePartitions {
         name: name.to_string(),
         assignments,
+        expected_count: Some(current),
     };
     if validate_only {
         let mut copy = (*md).clone();

@@ -8,7 +8,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use super::{Context, Error, Result, namespace};
 use crate::crd::condition::{self, DEGRADED, PROGRESSING, READY};
 use crate::crd::{Cluster, ClusterStatus};
-use crate::reconcile::labels::MANAGER;
+use crate::reconcile::labels::{CLUSTER_LABEL, MANAGER};
 use crate::reconcile::{self, rbac, service};
 
 pub const FINALIZER: &str = "sluice.dev/cluster-cleanup";
@@ -111,36 +111,38 @@ async fn apply(cluster: &Cluster, ctx: &Context, ns: &str) -> Result<Action> {
         }
     };
 
-    apply_object(
-        &Api::<ServiceAccount>::namespaced(client.clone(), ns),
-        &desired.service_account,
-    )
-    .await?;
-    apply_object(
-        &Api::<ConfigMap>::namespaced(client.clone(), ns),
-        &desired.config_map,
-    )
-    .await?;
-    let services = Api::<Service>::namespaced(client.clone(), ns);
-    apply_object(&services, &desired.headless_service).await?;
-    apply_object(&services, &desired.bootstrap_service).await?;
-    let bindings = Api::<ClusterRoleBinding>::all(client.clone());
-    match &desired.rack_binding {
-        Some(b) => {
-            apply_object(&bindings, b).await?;
+    let sts = match apply_all(ctx, ns, cluster, &desired).await {
+        Ok(sts) => sts,
+        Err(e) => {
+            // Say so in the status (the API server's message names the object and field),
+            // then let the error policy retry.
+            let msg = format!("applying the Cluster's objects failed: {e}");
+            condition::set(
+                &mut status.conditions,
+                DEGRADED,
+                true,
+                "ApplyFailed",
+                &msg,
+                generation,
+            );
+            condition::set(
+                &mut status.conditions,
+                READY,
+                false,
+                "ApplyFailed",
+                &msg,
+                generation,
+            );
+            if condition::get(&old.conditions, DEGRADED).map(|c| c.reason.as_str())
+                != Some("ApplyFailed")
+            {
+                ctx.event(cluster, EventType::Warning, "ApplyFailed", "Apply", msg)
+                    .await;
+            }
+            write_status(cluster, ctx, ns, &old, &status).await?;
+            return Err(e);
         }
-        None => delete_if_present(&bindings, &rbac::rack_binding_name(cluster)).await?,
-    }
-    let sts = apply_object(
-        &Api::<StatefulSet>::namespaced(client.clone(), ns),
-        &desired.stateful_set,
-    )
-    .await?;
-    apply_object(
-        &Api::<PodDisruptionBudget>::namespaced(client.clone(), ns),
-        &desired.pdb,
-    )
-    .await?;
+    };
 
     // A missing credentials Secret leaves pods in CreateContainerConfigError: say why.
     let mut degraded: Option<(&str, String)> = None;
@@ -315,6 +317,48 @@ async fn apply(cluster: &Cluster, ctx: &Context, ns: &str) -> Result<Action> {
     })
 }
 
+/// Applies every object in dependency order; returns the StatefulSet as the API server
+/// stored it (with its status).
+async fn apply_all(
+    ctx: &Context,
+    ns: &str,
+    cluster: &Cluster,
+    desired: &reconcile::Desired,
+) -> Result<StatefulSet> {
+    let client = &ctx.client;
+    apply_object(
+        &Api::<ServiceAccount>::namespaced(client.clone(), ns),
+        &desired.service_account,
+    )
+    .await?;
+    apply_object(
+        &Api::<ConfigMap>::namespaced(client.clone(), ns),
+        &desired.config_map,
+    )
+    .await?;
+    let services = Api::<Service>::namespaced(client.clone(), ns);
+    apply_object(&services, &desired.headless_service).await?;
+    apply_object(&services, &desired.bootstrap_service).await?;
+    let bindings = Api::<ClusterRoleBinding>::all(client.clone());
+    match &desired.rack_binding {
+        Some(b) => {
+            apply_object(&bindings, b).await?;
+        }
+        None => delete_rack_binding(&bindings, cluster).await?,
+    }
+    let sts = apply_object(
+        &Api::<StatefulSet>::namespaced(client.clone(), ns),
+        &desired.stateful_set,
+    )
+    .await?;
+    apply_object(
+        &Api::<PodDisruptionBudget>::namespaced(client.clone(), ns),
+        &desired.pdb,
+    )
+    .await?;
+    Ok(sts)
+}
+
 async fn write_status(
     cluster: &Cluster,
     ctx: &Context,
@@ -336,11 +380,32 @@ async fn write_status(
     Ok(())
 }
 
-async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<()>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
-{
-    match api.delete(name, &DeleteParams::default()).await {
+/// Deletes this Cluster's rack binding, and only it: the binding must carry this
+/// Cluster's labels, and the delete is conditional on the uid that was checked.
+async fn delete_rack_binding(bindings: &Api<ClusterRoleBinding>, cluster: &Cluster) -> Result<()> {
+    let name = rbac::rack_binding_name(cluster);
+    let Some(existing) = bindings.get_opt(&name).await? else {
+        return Ok(());
+    };
+    let labels = existing.metadata.labels.clone().unwrap_or_default();
+    let ours = labels.get(CLUSTER_LABEL) == cluster.metadata.name.as_ref()
+        && labels.get(rbac::NAMESPACE_LABEL) == cluster.metadata.namespace.as_ref()
+        && labels
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str)
+            == Some(MANAGER);
+    if !ours {
+        tracing::warn!(binding = %name, "ClusterRoleBinding is not this Cluster's rack binding; leaving it alone");
+        return Ok(());
+    }
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: existing.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match bindings.delete(&name, &dp).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
         Err(e) => Err(e.into()),
@@ -351,7 +416,7 @@ where
 /// rack binding cannot carry one, so it is deleted here. Volumes are kept.
 async fn cleanup(cluster: &Cluster, ctx: &Context) -> Result<Action> {
     let bindings = Api::<ClusterRoleBinding>::all(ctx.client.clone());
-    delete_if_present(&bindings, &rbac::rack_binding_name(cluster)).await?;
+    delete_rack_binding(&bindings, cluster).await?;
     ctx.event(
         cluster,
         EventType::Normal,

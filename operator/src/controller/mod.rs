@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -57,7 +57,8 @@ pub struct Context {
     pub settings: Settings,
     pub admin: Arc<dyn AdminConnector>,
     pub metrics: Arc<Metrics>,
-    pub reporter: Reporter,
+    /// One recorder, so kube can fold repeated events into a series.
+    pub recorder: Recorder,
     /// How often a Topic is compared with the broker even without changes (drift).
     pub topic_resync: Duration,
 }
@@ -74,18 +75,32 @@ impl Context {
     ) where
         K: Resource<DynamicType = ()>,
     {
-        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
         let ev = Event {
             type_,
             reason: reason.into(),
-            note: Some(note),
+            note: Some(truncate(note, MAX_NOTE_BYTES)),
             action: action.into(),
             secondary: None,
         };
-        if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "could not publish event");
         }
     }
+}
+
+/// The Events API refuses notes over 1 kB.
+const MAX_NOTE_BYTES: usize = 1024;
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max.saturating_sub(3);
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
 }
 
 pub fn namespace<K: Resource>(obj: &K, kind: &'static str) -> Result<String> {
@@ -170,3 +185,14 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod unit {
+    #[test]
+    fn notes_are_cut_on_a_char_boundary() {
+        let long = "é".repeat(600);
+        let t = super::truncate(long, 1024);
+        assert!(t.len() <= 1024 && t.ends_with("..."));
+        assert_eq!(super::truncate("short".into(), 1024), "short");
+    }
+}

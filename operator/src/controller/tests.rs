@@ -77,14 +77,32 @@ impl ApiServer {
         self.expect(Method::PATCH, path, 200, |b| b.clone()).await
     }
 
+    /// An Event: created, or (a repeat on the shared recorder) patched into a series.
     async fn event(&mut self) -> Value {
-        self.expect(
-            Method::POST,
-            "/apis/events.k8s.io/v1/namespaces/streaming/events",
-            201,
-            |b| b.clone(),
-        )
-        .await
+        let (req, send) = tokio::time::timeout(Duration::from_secs(5), self.0.next_request())
+            .await
+            .expect("timed out waiting for an event")
+            .expect("client gone before an event");
+        let path = req.uri().path().to_string();
+        let method = req.method().clone();
+        assert!(
+            path.starts_with("/apis/events.k8s.io/v1/namespaces/streaming/events")
+                && (method == Method::POST || method == Method::PATCH),
+            "expected an event, got {method} {path}"
+        );
+        let bytes = req.into_body().collect_bytes().await.unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        let mut answer = body.clone();
+        if answer.get("metadata").is_none() {
+            answer = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "x"}, "eventTime": null});
+        }
+        send.send_response(
+            Response::builder()
+                .status(200)
+                .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+                .unwrap(),
+        );
+        body
     }
 
     async fn done(mut self) {
@@ -102,6 +120,7 @@ struct FakeAdmin {
     unavailable: Mutex<bool>,
     calls: Mutex<Vec<String>>,
     registered_brokers: Mutex<i32>,
+    refuse_deletes: Mutex<bool>,
 }
 
 fn description(
@@ -193,6 +212,12 @@ impl BrokerAdmin for FakeAdmin {
     }
     async fn delete_topic(&self, name: &str) -> Result<bool, AdminError> {
         self.check(format!("delete {name}"))?;
+        if *self.refuse_deletes.lock() {
+            return Err(AdminError::Rejected(
+                "TOPIC_DELETION_DISABLED: Topic deletion is disabled (delete.topic.enable=false)"
+                    .into(),
+            ));
+        }
         Ok(self.topics.lock().remove(name).is_some())
     }
     async fn cluster_status(&self) -> Result<ClusterStatus, AdminError> {
@@ -228,15 +253,19 @@ fn setup() -> (Arc<Context>, ApiServer, Arc<FakeAdmin>) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let admin = Arc::new(FakeAdmin::default());
     *admin.registered_brokers.lock() = 3;
+    let client = Client::new(service, "default");
     let ctx = Arc::new(Context {
-        client: Client::new(service, "default"),
+        client: client.clone(),
         settings: Settings::default(),
         admin: Arc::new(FakeConnector(admin.clone())),
         metrics: Arc::new(Metrics::default()),
-        reporter: Reporter {
-            controller: "sluice-operator".into(),
-            instance: Some("test".into()),
-        },
+        recorder: kube::runtime::events::Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "sluice-operator".into(),
+                instance: Some("test".into()),
+            },
+        ),
         topic_resync: Duration::from_secs(60),
     });
     (ctx, ApiServer(handle), admin)
@@ -316,8 +345,8 @@ async fn cluster_apply_creates_objects_and_reports_ready() {
         .await;
     // No rack awareness: a leftover binding is removed (404 = nothing there).
     api.expect(
-        Method::DELETE,
-        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/sluice-rack-streaming-demo",
+        Method::GET,
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/sluice-rack.streaming.demo",
         404,
         |_| Value::Null,
     )
@@ -381,8 +410,8 @@ async fn brokers_that_did_not_join_one_cluster_are_degraded() {
         api.apply(&format!("/api/v1{NS}/{p}")).await;
     }
     api.expect(
-        Method::DELETE,
-        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/sluice-rack-streaming-demo",
+        Method::GET,
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/sluice-rack.streaming.demo",
         404,
         |_| Value::Null,
     )
@@ -432,7 +461,7 @@ async fn cluster_not_ready_and_rack_binding() {
         api.apply(&format!("/api/v1{NS}/{p}")).await;
     }
     let crb = api
-        .apply("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/sluice-rack-streaming-demo")
+        .apply("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/sluice-rack.streaming.demo")
         .await;
     assert_eq!(crb["roleRef"]["name"], "sluice-broker-rack");
     api.expect(
@@ -512,6 +541,20 @@ async fn api_errors_surface_as_reconcile_errors() {
         |_| Value::Null,
     )
     .await;
+    // The failure is visible on the Cluster, not only in the operator's log.
+    let ev = api.event().await;
+    assert_eq!(ev["reason"], "ApplyFailed");
+    let status = api
+        .expect(
+            Method::PATCH,
+            &format!("/apis/sluice.dev/v1alpha1{NS}/clusters/demo/status"),
+            200,
+            |_| serde_json::to_value(test_cluster(json!({}), true)).unwrap(),
+        )
+        .await;
+    let degraded = condition(&status, "Degraded");
+    assert_eq!(degraded["reason"], "ApplyFailed");
+    assert!(degraded["message"].as_str().unwrap().contains("mock 500"));
     let err = task.await.unwrap().unwrap_err();
     assert!(err.to_string().contains("mock 500"), "{err}");
     assert_eq!(err.metric_label(), "kube");
@@ -525,14 +568,36 @@ async fn cluster_deletion_removes_the_rack_binding_then_the_finalizer() {
     c.meta_mut().deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
         k8s_openapi::jiff::Timestamp::now(),
     ));
+    let binding = {
+        let mut b = serde_json::to_value(crate::reconcile::rbac::rack_binding(
+            &c,
+            &Settings::default(),
+        ))
+        .unwrap();
+        b["metadata"]["uid"] = json!("b1nd1ng0-0000-4000-8000-000000000001");
+        b
+    };
     let task = tokio::spawn(cluster::reconcile(Arc::new(c), ctx));
     api.expect(
-        Method::DELETE,
-        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/sluice-rack-streaming-demo",
+        Method::GET,
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/sluice-rack.streaming.demo",
         200,
-        |_| json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+        move |_| binding,
     )
     .await;
+    let del = api
+        .expect(
+            Method::DELETE,
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/sluice-rack.streaming.demo",
+            200,
+            |_| json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+        )
+        .await;
+    // Only the binding that was checked: delete with its uid as precondition.
+    assert_eq!(
+        del["preconditions"]["uid"],
+        "b1nd1ng0-0000-4000-8000-000000000001"
+    );
     let ev = api.event().await;
     assert_eq!(ev["reason"], "Deleted");
     let patch = api
@@ -802,5 +867,90 @@ async fn topic_deletion_deletes_the_kafka_topic_then_the_finalizer() {
     let ev = api.event().await;
     assert_eq!(ev["reason"], "DeleteFailed");
     assert!(task.await.unwrap().is_err());
+    api.done().await;
+}
+
+async fn release_topic_finalizer(api: &mut ApiServer) -> Value {
+    api.expect(
+        Method::PATCH,
+        "/apis/sluice.dev/v1alpha1/namespaces/streaming/topics/orders",
+        200,
+        |_| serde_json::to_value(test_topic(json!({"clusterRef": "demo"}))).unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn topic_deletion_keeps_topics_that_must_stay() {
+    let (ctx, mut api, admin) = setup();
+    admin.topics.lock().insert(
+        "orders".into(),
+        description("orders", 3, 1, BTreeMap::new()),
+    );
+    let deleting = |annotations: Value| {
+        let mut t = test_topic(json!({"clusterRef": "demo"}));
+        t.status = Some(crate::crd::TopicStatus {
+            topic_id: Some("x".into()),
+            ..Default::default()
+        });
+        t.meta_mut().annotations = serde_json::from_value(annotations).unwrap();
+        t.meta_mut().deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ));
+        t
+    };
+
+    // Retain policy: no broker call at all.
+    let t = deleting(json!({"sluice.dev/deletion-policy": "retain"}));
+    let task = tokio::spawn(topic::reconcile(Arc::new(t), ctx.clone()));
+    assert_eq!(api.event().await["reason"], "Retained");
+    release_topic_finalizer(&mut api).await;
+    task.await.unwrap().unwrap();
+
+    // Another (newer) Topic still declares the Kafka topic: keep it.
+    let t = deleting(Value::Null);
+    let mut newer = serde_json::to_value(test_topic(json!({"clusterRef": "demo"}))).unwrap();
+    newer["metadata"]["name"] = json!("orders-copy");
+    newer["metadata"]["uid"] = json!("7a000000-0000-4000-8000-000000000009");
+    newer["metadata"]["creationTimestamp"] = json!("2026-11-20T00:00:00Z");
+    newer["spec"]["topicName"] = json!("orders");
+    let task = tokio::spawn(topic::reconcile(Arc::new(t.clone()), ctx.clone()));
+    api.expect(
+        Method::GET,
+        &format!("/apis/sluice.dev/v1alpha1{NS}/clusters/demo"),
+        200,
+        |_| ready_cluster(),
+    )
+    .await;
+    let me = serde_json::to_value(&t).unwrap();
+    api.expect(
+        Method::GET,
+        &format!("/apis/sluice.dev/v1alpha1{NS}/topics"),
+        200,
+        |_| topic_list(vec![me, newer]),
+    )
+    .await;
+    let ev = api.event().await;
+    assert!(ev["note"].as_str().unwrap().contains("orders-copy"), "{ev}");
+    release_topic_finalizer(&mut api).await;
+    task.await.unwrap().unwrap();
+    assert!(admin.calls.lock().is_empty());
+    assert!(admin.topics.lock().contains_key("orders"));
+
+    // The broker refuses deletion for good (delete.topic.enable=false): the resource goes,
+    // the topic stays, with a warning; no retry loop.
+    *admin.refuse_deletes.lock() = true;
+    let t = deleting(Value::Null);
+    let task = tokio::spawn(topic::reconcile(Arc::new(t.clone()), ctx));
+    expect_topic_prelude(&mut api, &t).await;
+    let ev = api.event().await;
+    assert_eq!(
+        (ev["type"].as_str(), ev["reason"].as_str()),
+        (Some("Warning"), Some("DeleteRefused"))
+    );
+    release_topic_finalizer(&mut api).await;
+    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+    assert!(admin.topics.lock().contains_key("orders"));
     api.done().await;
 }

@@ -41,9 +41,17 @@ fn desired(topic: &Topic) -> DesiredTopic {
     }
 }
 
-/// Another Topic in the namespace that claimed the same Kafka topic of the same cluster
-/// first (older, or same age and smaller name).
-async fn claimed_by_other(topic: &Topic, ctx: &Context, ns: &str) -> Result<Option<String>> {
+/// `sluice.dev/deletion-policy: retain` keeps the Kafka topic when the Topic is deleted.
+pub const DELETION_POLICY_ANNOTATION: &str = "sluice.dev/deletion-policy";
+
+/// Another Topic in the namespace declaring the same Kafka topic of the same cluster:
+/// with `older_only`, one that claimed it first (older, or same age and smaller name).
+async fn claimed_by_other(
+    topic: &Topic,
+    ctx: &Context,
+    ns: &str,
+    older_only: bool,
+) -> Result<Option<String>> {
     let api: Api<Topic> = Api::namespaced(ctx.client.clone(), ns);
     let mine = (topic.creation_timestamp(), topic.name_any());
     let kafka = topic.kafka_name();
@@ -54,7 +62,7 @@ async fn claimed_by_other(topic: &Topic, ctx: &Context, ns: &str) -> Result<Opti
         .into_iter()
         .filter(|o| o.uid() != topic.uid() && o.meta().deletion_timestamp.is_none())
         .filter(|o| o.spec.cluster_ref == topic.spec.cluster_ref && o.kafka_name() == kafka)
-        .find(|o| (o.creation_timestamp(), o.name_any()) < mine)
+        .find(|o| !older_only || (o.creation_timestamp(), o.name_any()) < mine)
         .map(|o| o.name_any()))
 }
 
@@ -97,7 +105,7 @@ async fn apply(topic: &Topic, ctx: &Context, ns: &str) -> Result<Action> {
             requeue = Duration::from_secs(15);
         }
         Some(c) => {
-            if let Some(other) = claimed_by_other(topic, ctx, ns).await? {
+            if let Some(other) = claimed_by_other(topic, ctx, ns, true).await? {
                 let msg = format!(
                     "Kafka topic {} of Cluster {cluster_ref} is already managed by Topic {ns}/{other}; this Topic changes nothing",
                     want.name
@@ -236,11 +244,27 @@ async fn report_changes(topic: &Topic, ctx: &Context, s: &topic_sync::Synced, se
     }
 }
 
-/// Deletes the Kafka topic, unless the cluster is gone, the topic was never created by
-/// this resource, or another Topic resource manages it.
+/// Deletes the Kafka topic, unless the Topic asks to retain it, the Cluster is gone, the
+/// topic was never created by this resource, or another Topic still declares it.
 async fn cleanup(topic: &Topic, ctx: &Context, ns: &str) -> Result<Action> {
-    let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), ns);
     let name = topic.kafka_name();
+    if topic
+        .annotations()
+        .get(DELETION_POLICY_ANNOTATION)
+        .map(String::as_str)
+        == Some("retain")
+    {
+        ctx.event(
+            topic,
+            EventType::Normal,
+            "Retained",
+            "Delete",
+            format!("topic {name} kept ({DELETION_POLICY_ANNOTATION}: retain)"),
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), ns);
     let cluster = match clusters.get_opt(&topic.spec.cluster_ref).await? {
         Some(c) if c.meta().deletion_timestamp.is_none() => c,
         _ => {
@@ -248,25 +272,24 @@ async fn cleanup(topic: &Topic, ctx: &Context, ns: &str) -> Result<Action> {
             return Ok(Action::await_change());
         }
     };
-    let managed_here = condition::get(
-        topic
-            .status
-            .as_ref()
-            .map(|s| s.conditions.as_slice())
-            .unwrap_or_default(),
-        READY,
-    )
-    .is_none_or(|c| c.reason != "Conflict");
     if topic
         .status
         .as_ref()
         .and_then(|s| s.topic_id.as_ref())
         .is_none()
-        || !managed_here
     {
+        // Never created (or never managed) by this resource.
         return Ok(Action::await_change());
     }
-    if claimed_by_other(topic, ctx, ns).await?.is_some() {
+    if let Some(other) = claimed_by_other(topic, ctx, ns, false).await? {
+        ctx.event(
+            topic,
+            EventType::Normal,
+            "StillDeclared",
+            "Delete",
+            format!("topic {name} kept: Topic {ns}/{other} still declares it"),
+        )
+        .await;
         return Ok(Action::await_change());
     }
     let admin = ctx.admin.connect(&cluster)?;
@@ -279,6 +302,20 @@ async fn cleanup(topic: &Topic, ctx: &Context, ns: &str) -> Result<Action> {
             };
             ctx.event(topic, EventType::Normal, "Deleted", "Delete", note)
                 .await;
+            Ok(Action::await_change())
+        }
+        // The broker will not delete it (e.g. delete.topic.enable=false): retrying cannot
+        // help, so the resource goes and the topic stays, loudly.
+        Err(AdminError::Rejected(msg)) => {
+            ctx.event(
+                topic,
+                EventType::Warning,
+                "DeleteRefused",
+                "Delete",
+                format!("broker refused to delete topic {name}, the topic is kept: {msg}"),
+            )
+            .await;
+            tracing::warn!(namespace = ns, topic = %name, error = %msg, "broker refused topic deletion; releasing the finalizer");
             Ok(Action::await_change())
         }
         Err(e) => {

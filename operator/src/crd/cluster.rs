@@ -60,7 +60,8 @@ pub const HTTP_PORT: i32 = 9644;
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
     ),
-    doc = "A Sluice cluster: Kafka-compatible brokers run as a StatefulSet."
+    doc = "A Sluice cluster: Kafka-compatible brokers run as a StatefulSet.",
+    validation = kube::core::Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 45").message("Cluster names must be lower-case DNS labels of at most 45 characters (they prefix Service, StatefulSet and pod names)")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterSpec {
@@ -115,8 +116,10 @@ pub struct ClusterSpec {
     pub metrics: MetricsSpec,
 }
 
+/// One until brokers form a multi-broker cluster (replication); the objects already
+/// support more.
 fn default_replicas() -> i32 {
-    3
+    1
 }
 
 fn default_listeners() -> Vec<ListenerSpec> {

@@ -74,6 +74,9 @@ mod tests {
     #[test]
     fn cluster_rules() {
         assert!(cluster("{}").validate_cel().is_ok());
+        let mut bad = cluster("{}");
+        bad.metadata.name = Some("Demo_1".into());
+        assert!(format!("{:?}", bad.validate_cel()).contains("DNS labels"));
         let e = cluster("config: {node.id: '7'}").validate_cel();
         assert!(format!("{e:?}").contains("set by the operator"), "{e:?}");
         let e = cluster("listeners: [{name: A, port: 9092}, {name: A, port: 9094}]").validate_cel();

@@ -38,7 +38,8 @@ use serde::{Deserialize, Serialize};
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
     ),
-    doc = "A Kafka topic of a Sluice Cluster in the same namespace."
+    doc = "A Kafka topic of a Sluice Cluster in the same namespace.",
+    validation = kube::core::Rule::new("has(self.spec.topicName) || size(self.metadata.name) <= 249").message("metadata.name is longer than a Kafka topic name may be (249); set spec.topicName")
 )]
 #[x_kube(
     validation = kube::core::Rule::new("has(self.topicName) == has(oldSelf.topicName) && (!has(self.topicName) || self.topicName == oldSelf.topicName)").message("topicName is immutable: create a new Topic instead")

@@ -23,9 +23,11 @@ pub fn service_account(cluster: &Cluster) -> ServiceAccount {
     }
 }
 
+/// `sluice-rack.{namespace}.{cluster}`: namespaces cannot contain dots, so no two
+/// Clusters share a name.
 pub fn rack_binding_name(cluster: &Cluster) -> String {
     format!(
-        "sluice-rack-{}-{}",
+        "sluice-rack.{}.{}",
         cluster.metadata.namespace.as_deref().unwrap_or_default(),
         cluster.metadata.name.as_deref().unwrap_or_default()
     )
@@ -68,7 +70,7 @@ mod tests {
         let b = rack_binding(&c, &Settings::default());
         assert_eq!(
             b.metadata.name.as_deref(),
-            Some("sluice-rack-streaming-demo")
+            Some("sluice-rack.streaming.demo")
         );
         assert_eq!(b.role_ref.name, "sluice-broker-rack");
         let s = &b.subjects.unwrap()[0];

@@ -485,7 +485,7 @@ mod tests {
         let s = stateful_set(&c, &Settings::default(), "abc");
         let spec = s.spec.as_ref().unwrap();
         assert_eq!(s.metadata.name.as_deref(), Some("demo-broker"));
-        assert_eq!(spec.replicas, Some(3));
+        assert_eq!(spec.replicas, Some(1));
         assert_eq!(spec.service_name.as_deref(), Some("demo-brokers"));
         assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
         let p = pod(&s);

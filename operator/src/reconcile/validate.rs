@@ -24,6 +24,19 @@ const SUPPORTED_LISTENERS: &[&str] = &["PLAINTEXT"];
 
 pub fn validate(cluster: &Cluster) -> Result<(), SpecError> {
     let spec = &cluster.spec;
+    let name = cluster.metadata.name.as_deref().unwrap_or_default();
+    let label_ok = !name.is_empty()
+        && name.len() <= 45
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !label_ok {
+        return Err(invalid(format!(
+            "Cluster name '{name}' must be a lower-case DNS label of at most 45 characters (it prefixes Service, StatefulSet and pod names)"
+        )));
+    }
     if spec.replicas < 1 {
         return Err(invalid(format!(
             "spec.replicas is {}, at least 1 broker is needed",
@@ -35,7 +48,16 @@ pub fn validate(cluster: &Cluster) -> Result<(), SpecError> {
             "spec.listeners must name at least one listener".into(),
         ));
     }
+    let mut port_names =
+        std::collections::BTreeSet::from(["internal".to_string(), "http".to_string()]);
     for l in &spec.listeners {
+        if !port_names.insert(crate::reconcile::service::port_name(&l.name)) {
+            return Err(invalid(format!(
+                "listener {}: its port name '{}' clashes with another port; pick a more distinct name",
+                l.name,
+                crate::reconcile::service::port_name(&l.name)
+            )));
+        }
         if !SUPPORTED_LISTENERS.contains(&l.name.as_str()) {
             return Err(invalid(format!(
                 "listener {}: only {} listeners are supported by this Sluice version",
@@ -108,6 +130,11 @@ mod tests {
         assert!(e.message.contains("not a Kafka setting name"), "{e}");
         let e = validate(&cluster("replicas: 0")).unwrap_err();
         assert!(e.message.contains("spec.replicas"), "{e}");
+        let mut long = cluster("{}");
+        long.metadata.name = Some("a".repeat(46));
+        assert!(validate(&long).unwrap_err().message.contains("at most 45"));
+        long.metadata.name = Some("my.cluster".into());
+        assert!(validate(&long).is_err());
         let e = validate(&cluster("tieredStorage: {url: 'http://x'}")).unwrap_err();
         assert!(e.message.contains("tieredStorage.url"), "{e}");
     }
