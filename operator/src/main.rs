@@ -232,6 +232,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             },
         ),
         topic_resync: Duration::from_secs(args.topic_resync_seconds.max(5)),
+        topics: None,
     });
     let scopes: Vec<Option<String>> = {
         let ns: Vec<String> = args

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
@@ -52,6 +52,7 @@ impl Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Shared by every reconcile.
+#[derive(Clone)]
 pub struct Context {
     pub client: Client,
     pub settings: Settings,
@@ -61,6 +62,9 @@ pub struct Context {
     pub recorder: Recorder,
     /// How often a Topic is compared with the broker even without changes (drift).
     pub topic_resync: Duration,
+    /// The Topic controller's cache of Topics in its scope, for conflict checks without
+    /// listing Topics on every reconcile. `None`: list from the API server.
+    pub topics: Option<Store<Topic>>,
 }
 
 impl Context {
@@ -158,6 +162,10 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
 
     let topic_controller = Controller::new(api::<Topic>(&client, ns), watcher::Config::default());
     let store = topic_controller.store();
+    let topic_ctx = Arc::new(Context {
+        topics: Some(store.clone()),
+        ..(*ctx).clone()
+    });
     let topics = topic_controller
         // A Cluster becoming ready (or going away) re-checks its Topics at once.
         .watches(
@@ -174,7 +182,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
             },
         )
         .shutdown_on_signal()
-        .run(topic::reconcile, error_policy("topic"), ctx)
+        .run(topic::reconcile, error_policy("topic"), topic_ctx)
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "topic controller stream");

@@ -267,6 +267,7 @@ fn setup() -> (Arc<Context>, ApiServer, Arc<FakeAdmin>) {
             },
         ),
         topic_resync: Duration::from_secs(60),
+        topics: None,
     });
     (ctx, ApiServer(handle), admin)
 }
@@ -952,5 +953,46 @@ async fn topic_deletion_keeps_topics_that_must_stay() {
     release_topic_finalizer(&mut api).await;
     assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
     assert!(admin.topics.lock().contains_key("orders"));
+    api.done().await;
+}
+
+#[tokio::test]
+async fn conflicts_are_found_in_the_controller_cache_without_listing() {
+    use kube::runtime::{reflector, watcher};
+    let (ctx, mut api, admin) = setup();
+    let mine = test_topic(json!({"clusterRef": "demo", "topicName": "orders"}));
+    let mut older: Topic = test_topic(json!({"clusterRef": "demo", "topicName": "orders"}));
+    older.metadata.name = Some("orders-original".into());
+    older.metadata.uid = Some("7a000000-0000-4000-8000-000000000000".into());
+    older.metadata.creation_timestamp =
+        serde_json::from_value(json!("2026-10-01T00:00:00Z")).unwrap();
+    let (reader, mut writer) = reflector::store::<Topic>();
+    writer.apply_watcher_event(&watcher::Event::Init);
+    writer.apply_watcher_event(&watcher::Event::InitApply(older));
+    writer.apply_watcher_event(&watcher::Event::InitApply(mine.clone()));
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    let ctx = Arc::new(Context {
+        topics: Some(reader),
+        ..(*ctx).clone()
+    });
+    let task = tokio::spawn(topic::reconcile(Arc::new(mine), ctx));
+    api.expect(
+        Method::GET,
+        &format!("/apis/sluice.dev/v1alpha1{NS}/clusters/demo"),
+        200,
+        |_| ready_cluster(),
+    )
+    .await;
+    // No LIST of Topics: straight to the conflict.
+    assert_eq!(api.event().await["reason"], "Conflict");
+    let status = topic_status(&mut api).await;
+    assert!(
+        condition(&status, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("orders-original")
+    );
+    task.await.unwrap().unwrap();
+    assert!(admin.calls.lock().is_empty());
     api.done().await;
 }

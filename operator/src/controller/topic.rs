@@ -52,17 +52,31 @@ async fn claimed_by_other(
     ns: &str,
     older_only: bool,
 ) -> Result<Option<String>> {
-    let api: Api<Topic> = Api::namespaced(ctx.client.clone(), ns);
     let mine = (topic.creation_timestamp(), topic.name_any());
     let kafka = topic.kafka_name();
+    let claims = |o: &Topic| {
+        o.namespace().as_deref() == Some(ns)
+            && o.uid() != topic.uid()
+            && o.meta().deletion_timestamp.is_none()
+            && o.spec.cluster_ref == topic.spec.cluster_ref
+            && o.kafka_name() == kafka
+            && (!older_only || (o.creation_timestamp(), o.name_any()) < mine)
+    };
+    // The controller's cache once it has listed everything; the API server otherwise.
+    if let Some(store) = &ctx.topics
+        && tokio::time::timeout(Duration::from_secs(30), store.wait_until_ready())
+            .await
+            .is_ok_and(|r| r.is_ok())
+    {
+        return Ok(store.find(|o| claims(o)).map(|o| o.name_any()));
+    }
+    let api: Api<Topic> = Api::namespaced(ctx.client.clone(), ns);
     Ok(api
         .list(&ListParams::default())
         .await?
         .items
         .into_iter()
-        .filter(|o| o.uid() != topic.uid() && o.meta().deletion_timestamp.is_none())
-        .filter(|o| o.spec.cluster_ref == topic.spec.cluster_ref && o.kafka_name() == kafka)
-        .find(|o| !older_only || (o.creation_timestamp(), o.name_any()) < mine)
+        .find(|o| claims(o))
         .map(|o| o.name_any()))
 }
 
