@@ -27,6 +27,15 @@ pub const FINALIZER: &str = "sluice.dev/cluster-cleanup";
 pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started("cluster");
     let ns = namespace(&*cluster, "Cluster")?;
+    // Only the cluster-scoped rack binding needs cleanup, so only rack-aware Clusters get
+    // a finalizer: others can be deleted even when the operator is not running.
+    let has_finalizer = cluster.finalizers().iter().any(|f| f == FINALIZER);
+    if cluster.spec.rack.is_none() && !has_finalizer {
+        if cluster.meta().deletion_timestamp.is_some() {
+            return Ok(Action::await_change());
+        }
+        return apply(&cluster, &ctx, &ns).await;
+    }
     let api: Api<Cluster> = Api::namespaced(ctx.client.clone(), &ns);
     finalizer(&api, FINALIZER, cluster, |event| async {
         match event {

@@ -305,20 +305,54 @@ fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
 }
 
 #[tokio::test]
-async fn cluster_first_reconcile_adds_the_finalizer() {
+async fn rack_aware_cluster_gets_the_finalizer_first() {
     let (ctx, mut api, _) = setup();
-    let c = test_cluster(json!({}), false);
+    let c = test_cluster(json!({"rack": {}}), false);
     let task = tokio::spawn(cluster::reconcile(Arc::new(c), ctx));
     let patch = api
         .expect(
             Method::PATCH,
             &format!("/apis/sluice.dev/v1alpha1{NS}/clusters/demo"),
             200,
-            |_| serde_json::to_value(test_cluster(json!({}), true)).unwrap(),
+            |_| serde_json::to_value(test_cluster(json!({"rack": {}}), true)).unwrap(),
         )
         .await;
     assert!(patch.to_string().contains(cluster::FINALIZER), "{patch}");
     assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+    api.done().await;
+}
+
+#[tokio::test]
+async fn cluster_without_rack_needs_no_finalizer() {
+    let (ctx, mut api, _) = setup();
+    let c = test_cluster(json!({}), false);
+    let task = tokio::spawn(cluster::reconcile(Arc::new(c.clone()), ctx.clone()));
+    // Straight to applying objects: no finalizer patch.
+    api.expect(
+        Method::PATCH,
+        &format!("/api/v1{NS}/serviceaccounts/demo-broker"),
+        500,
+        |_| Value::Null,
+    )
+    .await;
+    api.event().await;
+    api.expect(
+        Method::PATCH,
+        &format!("/apis/sluice.dev/v1alpha1{NS}/clusters/demo/status"),
+        200,
+        |_| serde_json::to_value(test_cluster(json!({}), false)).unwrap(),
+    )
+    .await;
+    assert!(task.await.unwrap().is_err());
+    // Being deleted without a finalizer: nothing to do.
+    let mut gone = c;
+    gone.meta_mut().deletion_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
+    );
+    assert_eq!(
+        cluster::reconcile(Arc::new(gone), ctx).await.unwrap(),
+        Action::await_change()
+    );
     api.done().await;
 }
 
