@@ -304,6 +304,66 @@ fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
         .unwrap()
 }
 
+/// The objects one Cluster apply writes, in order, as the API server saw them.
+struct Applied {
+    service_account: Value,
+    config_map: Value,
+    rack_binding: Option<Value>,
+    stateful_set: Value,
+}
+
+/// Expects the full apply sequence; the StatefulSet comes back with `ready` brokers.
+async fn expect_cluster_objects(api: &mut ApiServer, rack: bool, ready: i32) -> Applied {
+    let service_account = api
+        .apply(&format!("/api/v1{NS}/serviceaccounts/demo-broker"))
+        .await;
+    let config_map = api
+        .apply(&format!("/api/v1{NS}/configmaps/demo-config"))
+        .await;
+    api.apply(&format!("/api/v1{NS}/services/demo-brokers"))
+        .await;
+    api.apply(&format!("/api/v1{NS}/services/demo-bootstrap"))
+        .await;
+    let binding =
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/sluice-rack.streaming.demo";
+    let rack_binding = if rack {
+        Some(api.apply(binding).await)
+    } else {
+        // No rack awareness: a leftover binding would be removed (404 = nothing there).
+        api.expect(Method::GET, binding, 404, |_| Value::Null).await;
+        None
+    };
+    let stateful_set = api
+        .expect(
+            Method::PATCH,
+            &format!("/apis/apps/v1{NS}/statefulsets/demo-broker"),
+            200,
+            |b| sts_with_status(b, ready),
+        )
+        .await;
+    api.apply(&format!(
+        "/apis/policy/v1{NS}/poddisruptionbudgets/demo-broker"
+    ))
+    .await;
+    Applied {
+        service_account,
+        config_map,
+        rack_binding,
+        stateful_set,
+    }
+}
+
+/// Expects the Cluster's status write and returns the patch.
+async fn expect_cluster_status(api: &mut ApiServer) -> Value {
+    api.expect(
+        Method::PATCH,
+        &format!("/apis/sluice.dev/v1alpha1{NS}/clusters/demo/status"),
+        200,
+        |_| serde_json::to_value(test_cluster(json!({}), true)).unwrap(),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn rack_aware_cluster_gets_the_finalizer_first() {
     let (ctx, mut api, _) = setup();
@@ -361,57 +421,22 @@ async fn cluster_apply_creates_objects_and_reports_ready() {
     let (ctx, mut api, admin) = setup();
     let c = test_cluster(json!({"replicas": 3}), true);
     let task = tokio::spawn(cluster::reconcile(Arc::new(c), ctx));
-    let sa = api
-        .apply(&format!("/api/v1{NS}/serviceaccounts/demo-broker"))
-        .await;
-    assert_eq!(sa["kind"], "ServiceAccount");
-    let cm = api
-        .apply(&format!("/api/v1{NS}/configmaps/demo-config"))
-        .await;
+    let applied = expect_cluster_objects(&mut api, false, 3).await;
+    assert_eq!(applied.service_account["kind"], "ServiceAccount");
     assert!(
-        cm["data"]["server.properties"]
+        applied.config_map["data"]["server.properties"]
             .as_str()
             .unwrap()
             .contains("internal.listener=0.0.0.0:9093")
     );
-    api.apply(&format!("/api/v1{NS}/services/demo-brokers"))
-        .await;
-    api.apply(&format!("/api/v1{NS}/services/demo-bootstrap"))
-        .await;
-    // No rack awareness: a leftover binding is removed (404 = nothing there).
-    api.expect(
-        Method::GET,
-        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/sluice-rack.streaming.demo",
-        404,
-        |_| Value::Null,
-    )
-    .await;
-    let sts = api
-        .expect(
-            Method::PATCH,
-            &format!("/apis/apps/v1{NS}/statefulsets/demo-broker"),
-            200,
-            |b| sts_with_status(b, 3),
-        )
-        .await;
+    let sts = &applied.stateful_set;
     assert_eq!(sts["spec"]["replicas"], 3);
     assert_eq!(sts["metadata"]["ownerReferences"][0]["name"], "demo");
-    api.apply(&format!(
-        "/apis/policy/v1{NS}/poddisruptionbudgets/demo-broker"
-    ))
-    .await;
     let applied = api.event().await;
     assert_eq!(applied["reason"], "Applied");
     let ready = api.event().await;
     assert_eq!(ready["reason"], "Ready");
-    let status = api
-        .expect(
-            Method::PATCH,
-            &format!("/apis/sluice.dev/v1alpha1{NS}/clusters/demo/status"),
-            200,
-            |_| serde_json::to_value(test_cluster(json!({}), true)).unwrap(),
-        )
-        .await;
+    let status = expect_cluster_status(&mut api).await;
     assert_eq!(condition(&status, "Ready")["status"], "True");
     assert_eq!(condition(&status, "Progressing")["status"], "False");
     assert_eq!(condition(&status, "Degraded")["status"], "False");
@@ -436,42 +461,10 @@ async fn brokers_that_did_not_join_one_cluster_are_degraded() {
     *admin.registered_brokers.lock() = 1;
     let c = test_cluster(json!({"replicas": 3}), true);
     let task = tokio::spawn(cluster::reconcile(Arc::new(c), ctx));
-    for p in [
-        "serviceaccounts/demo-broker",
-        "configmaps/demo-config",
-        "services/demo-brokers",
-        "services/demo-bootstrap",
-    ] {
-        api.apply(&format!("/api/v1{NS}/{p}")).await;
-    }
-    api.expect(
-        Method::GET,
-        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/sluice-rack.streaming.demo",
-        404,
-        |_| Value::Null,
-    )
-    .await;
-    api.expect(
-        Method::PATCH,
-        &format!("/apis/apps/v1{NS}/statefulsets/demo-broker"),
-        200,
-        |b| sts_with_status(b, 3),
-    )
-    .await;
-    api.apply(&format!(
-        "/apis/policy/v1{NS}/poddisruptionbudgets/demo-broker"
-    ))
-    .await;
+    expect_cluster_objects(&mut api, false, 3).await;
     api.event().await;
     api.event().await;
-    let status = api
-        .expect(
-            Method::PATCH,
-            &format!("/apis/sluice.dev/v1alpha1{NS}/clusters/demo/status"),
-            200,
-            |_| serde_json::to_value(test_cluster(json!({}), true)).unwrap(),
-        )
-        .await;
+    let status = expect_cluster_status(&mut api).await;
     let degraded = condition(&status, "Degraded");
     assert_eq!(
         (degraded["status"].as_str(), degraded["reason"].as_str()),
@@ -487,38 +480,13 @@ async fn cluster_not_ready_and_rack_binding() {
     let (ctx, mut api, _) = setup();
     let c = test_cluster(json!({"replicas": 3, "rack": {}}), true);
     let task = tokio::spawn(cluster::reconcile(Arc::new(c), ctx));
-    for p in [
-        "serviceaccounts/demo-broker",
-        "configmaps/demo-config",
-        "services/demo-brokers",
-        "services/demo-bootstrap",
-    ] {
-        api.apply(&format!("/api/v1{NS}/{p}")).await;
-    }
-    let crb = api
-        .apply("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/sluice-rack.streaming.demo")
-        .await;
-    assert_eq!(crb["roleRef"]["name"], "sluice-broker-rack");
-    api.expect(
-        Method::PATCH,
-        &format!("/apis/apps/v1{NS}/statefulsets/demo-broker"),
-        200,
-        |b| sts_with_status(b, 0),
-    )
-    .await;
-    api.apply(&format!(
-        "/apis/policy/v1{NS}/poddisruptionbudgets/demo-broker"
-    ))
-    .await;
+    let applied = expect_cluster_objects(&mut api, true, 0).await;
+    assert_eq!(
+        applied.rack_binding.unwrap()["roleRef"]["name"],
+        "sluice-broker-rack"
+    );
     api.event().await;
-    let status = api
-        .expect(
-            Method::PATCH,
-            &format!("/apis/sluice.dev/v1alpha1{NS}/clusters/demo/status"),
-            200,
-            |_| serde_json::to_value(test_cluster(json!({}), true)).unwrap(),
-        )
-        .await;
+    let status = expect_cluster_status(&mut api).await;
     let ready = condition(&status, "Ready");
     assert_eq!(
         (ready["status"].as_str(), ready["reason"].as_str()),
@@ -545,14 +513,7 @@ async fn invalid_cluster_spec_gives_a_condition_not_a_crash() {
         (ev["type"].as_str(), ev["reason"].as_str()),
         (Some("Warning"), Some("InvalidSpec"))
     );
-    let status = api
-        .expect(
-            Method::PATCH,
-            &format!("/apis/sluice.dev/v1alpha1{NS}/clusters/demo/status"),
-            200,
-            |_| serde_json::to_value(test_cluster(json!({}), true)).unwrap(),
-        )
-        .await;
+    let status = expect_cluster_status(&mut api).await;
     let degraded = condition(&status, "Degraded");
     assert_eq!(degraded["status"], "True");
     assert!(degraded["message"].as_str().unwrap().contains("SASL_SSL"));
@@ -579,14 +540,7 @@ async fn api_errors_surface_as_reconcile_errors() {
     // The failure is visible on the Cluster, not only in the operator's log.
     let ev = api.event().await;
     assert_eq!(ev["reason"], "ApplyFailed");
-    let status = api
-        .expect(
-            Method::PATCH,
-            &format!("/apis/sluice.dev/v1alpha1{NS}/clusters/demo/status"),
-            200,
-            |_| serde_json::to_value(test_cluster(json!({}), true)).unwrap(),
-        )
-        .await;
+    let status = expect_cluster_status(&mut api).await;
     let degraded = condition(&status, "Degraded");
     assert_eq!(degraded["reason"], "ApplyFailed");
     assert!(degraded["message"].as_str().unwrap().contains("mock 500"));

@@ -470,6 +470,17 @@ mod tests {
         s.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
     }
 
+    /// The downward-API field an env var is taken from.
+    fn field_path(e: &EnvVar) -> &str {
+        &e.value_from
+            .as_ref()
+            .unwrap()
+            .field_ref
+            .as_ref()
+            .unwrap()
+            .field_path
+    }
+
     fn env_of<'a>(c: &'a Container, name: &str) -> &'a EnvVar {
         c.env
             .as_ref()
@@ -512,14 +523,7 @@ mod tests {
             Some("PLAINTEXT://$(POD_NAME).demo-brokers.$(POD_NAMESPACE).svc:9092")
         );
         assert_eq!(
-            env_of(b, "SLUICE_NODE_ID")
-                .value_from
-                .as_ref()
-                .unwrap()
-                .field_ref
-                .as_ref()
-                .unwrap()
-                .field_path,
+            field_path(env_of(b, "SLUICE_NODE_ID")),
             "metadata.labels['apps.kubernetes.io/pod-index']"
         );
         let ready = b
@@ -702,17 +706,7 @@ template:
             args.windows(2)
                 .any(|w| w[0] == "--topology-key" && w[1] == "example.com/rack")
         );
-        assert_eq!(
-            env_of(init, "NODE_NAME")
-                .value_from
-                .as_ref()
-                .unwrap()
-                .field_ref
-                .as_ref()
-                .unwrap()
-                .field_path,
-            "spec.nodeName"
-        );
+        assert_eq!(field_path(env_of(init, "NODE_NAME")), "spec.nodeName");
         let broker_args = p.containers[0].args.as_ref().unwrap();
         assert_eq!(broker_args.last().map(String::as_str), Some(RACK_FILE));
         // Only the init container gets an API token.
