@@ -22,6 +22,8 @@ pub struct Broker {
     /// Serialises read-modify-write changes of dynamic configs.
     pub config_changes: tokio::sync::Mutex<()>,
     pub started: std::time::Instant,
+    pub producer_ids: crate::producer_ids::ProducerIdManager,
+    pub groups: crate::group::GroupCoordinator,
     ready: AtomicBool,
 }
 
@@ -52,6 +54,8 @@ impl Broker {
             shutdown: CancellationToken::new(),
             config_changes: tokio::sync::Mutex::new(()),
             started: std::time::Instant::now(),
+            producer_ids: Default::default(),
+            groups: crate::group::GroupCoordinator::default(),
             ready: AtomicBool::new(false),
         }
     }

@@ -264,6 +264,8 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
         tasks.spawn(server::serve(broker.clone(), b, connections.clone()));
     }
     tasks.spawn(maintenance::run(broker.clone()));
+    tasks.spawn(sluice_broker::replica::cleaner::run(broker.clone()));
+    tasks.spawn(sluice_broker::group::run_timers(broker.clone()));
     tasks.spawn(maintenance::watch_metadata(broker.clone()));
     let http_task = tokio::spawn(http::serve(
         http_listener,
@@ -275,6 +277,7 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
         internal_listener,
         broker.shutdown.clone(),
     ));
+    sluice_broker::group::GroupCoordinator::sync_partitions(&broker).await;
     broker.set_ready(true);
     tracing::info!(http = %http_addr, internal = %internal_addr, advertised = ?endpoints, "broker ready");
 
@@ -302,7 +305,9 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
     let replicas_final = replicas.clone();
     tokio::task::spawn_blocking(move || {
         let flushed = replicas_final.flush(true);
-        replicas_final.write_checkpoints().map(|()| flushed)
+        replicas_final
+            .write_checkpoints_with(true)
+            .map(|()| flushed)
     })
     .await?
     .map(|flushed| {

@@ -47,6 +47,18 @@ pub struct Metrics {
     pub connections_active: Gauge,
     pub connections_accepted: Counter,
     pub connection_errors: Family<ReasonLabel, Counter>,
+    pub cleaner_passes: Counter,
+    pub cleaner_segments_rewritten: Counter,
+    pub cleaner_bytes_reclaimed: Counter,
+    pub cleaner_errors: Counter,
+    pub group_rebalances: Counter,
+    pub group_offset_commits: Counter,
+    pub groups: Family<StateLabel, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: &'static str,
 }
 
 impl Default for Metrics {
@@ -60,11 +72,30 @@ impl Default for Metrics {
             connections_active: Gauge::default(),
             connections_accepted: Counter::default(),
             connection_errors: Family::default(),
+            cleaner_passes: Counter::default(),
+            cleaner_segments_rewritten: Counter::default(),
+            cleaner_bytes_reclaimed: Counter::default(),
+            cleaner_errors: Counter::default(),
+            group_rebalances: Counter::default(),
+            group_offset_commits: Counter::default(),
+            groups: Family::default(),
         }
     }
 }
 
 impl Metrics {
+    pub fn cleaner_pass(&self, s: &crate::replica::cleaner::PassStats) {
+        self.cleaner_passes.inc();
+        self.cleaner_segments_rewritten
+            .inc_by(s.segments_rewritten + s.segments_removed);
+        self.cleaner_bytes_reclaimed
+            .inc_by(s.bytes_before.saturating_sub(s.bytes_after));
+    }
+
+    pub fn cleaner_error(&self) {
+        self.cleaner_errors.inc();
+    }
+
     /// Counts a connection closed because of bad input or policy.
     pub fn connection_error(&self, reason: &'static str) {
         self.connection_errors
@@ -126,6 +157,41 @@ impl Metrics {
             "Connections closed because of bad input or limits, by reason",
             self.connection_errors.clone(),
         );
+        r.register(
+            "log_cleaner_passes",
+            "Cleaning passes over compacted partitions",
+            self.cleaner_passes.clone(),
+        );
+        r.register(
+            "log_cleaner_segments_rewritten",
+            "Segments rewritten or removed by the log cleaner",
+            self.cleaner_segments_rewritten.clone(),
+        );
+        r.register(
+            "log_cleaner_bytes_reclaimed",
+            "Bytes of disk the log cleaner freed",
+            self.cleaner_bytes_reclaimed.clone(),
+        );
+        r.register(
+            "log_cleaner_errors",
+            "Cleaning passes that failed (see the log for topic and partition)",
+            self.cleaner_errors.clone(),
+        );
+        r.register(
+            "group_rebalances",
+            "Consumer group rebalances completed (JoinGroup phases)",
+            self.group_rebalances.clone(),
+        );
+        r.register(
+            "group_offset_commits",
+            "Partition offsets committed",
+            self.group_offset_commits.clone(),
+        );
+        r.register(
+            "groups",
+            "Consumer groups coordinated by this broker, by state",
+            self.groups.clone(),
+        );
         r.register_collector(Box::new(PartitionCollector { replicas }));
         r
     }
@@ -153,6 +219,13 @@ fn error_name(e: kafka_protocol::ResponseError) -> &'static str {
         E::InvalidRequiredAcks => "INVALID_REQUIRED_ACKS",
         E::UnsupportedForMessageFormat => "UNSUPPORTED_FOR_MESSAGE_FORMAT",
         E::RequestTimedOut => "REQUEST_TIMED_OUT",
+        E::OutOfOrderSequenceNumber => "OUT_OF_ORDER_SEQUENCE_NUMBER",
+        E::InvalidProducerEpoch => "INVALID_PRODUCER_EPOCH",
+        E::IllegalGeneration => "ILLEGAL_GENERATION",
+        E::UnknownMemberId => "UNKNOWN_MEMBER_ID",
+        E::RebalanceInProgress => "REBALANCE_IN_PROGRESS",
+        E::CoordinatorNotAvailable => "COORDINATOR_NOT_AVAILABLE",
+        E::NotCoordinator => "NOT_COORDINATOR",
         _ => "OTHER",
     }
 }

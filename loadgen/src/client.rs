@@ -2,7 +2,7 @@
 //! come back in order, matched by correlation id.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -15,6 +15,8 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 pub struct Connection {
+    /// The address this connection was opened to, for error messages.
+    pub addr: String,
     rd: OwnedReadHalf,
     wr: BufWriter<OwnedWriteHalf>,
     next_correlation: i32,
@@ -38,6 +40,7 @@ impl Connection {
         stream.set_nodelay(true)?;
         let (rd, wr) = stream.into_split();
         let mut c = Self {
+            addr: addr.to_string(),
             rd,
             wr: BufWriter::with_capacity(1 << 20, wr),
             next_correlation: 1,
@@ -173,5 +176,24 @@ impl Connection {
         self.send(key, version, body).await?;
         self.flush().await?;
         Ok(self.recv::<R>().await?.body)
+    }
+
+    /// `call`, failing if the response takes longer than `limit`. After such a failure
+    /// the connection must not be used again (its request is still in flight).
+    pub async fn call_within<Q: Request, R: Decodable + HeaderVersion>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        body: &Q,
+        limit: Duration,
+    ) -> anyhow::Result<R> {
+        match tokio::time::timeout(limit, self.call(key, version, body)).await {
+            Ok(r) => r.with_context(|| format!("{key:?} to {}", self.addr)),
+            Err(_) => bail!(
+                "no {key:?} response from {} within {} ms",
+                self.addr,
+                limit.as_millis()
+            ),
+        }
     }
 }

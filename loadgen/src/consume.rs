@@ -71,12 +71,12 @@ pub async fn list_offsets(
     Ok(out)
 }
 
-fn be_i64(b: &[u8]) -> i64 {
+pub fn be_i64(b: &[u8]) -> i64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[..8]);
     i64::from_be_bytes(a)
 }
-fn be_i32(b: &[u8]) -> i32 {
+pub fn be_i32(b: &[u8]) -> i32 {
     i32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 

@@ -1,8 +1,11 @@
 //! `sluice-loadgen`: produce and consume load over the Kafka protocol, for Sluice or any
-//! Kafka-compatible broker. Reports throughput and produce latency percentiles.
+//! Kafka-compatible broker. Reports throughput, produce latency percentiles, and
+//! end-to-end latency through a consumer group.
 
 mod client;
 mod consume;
+mod e2e;
+mod group;
 mod produce;
 mod topic;
 
@@ -82,6 +85,53 @@ enum Cmd {
         fetch_max_bytes: i32,
         #[arg(long, default_value_t = 8_388_608)]
         partition_max_bytes: i32,
+    },
+    /// End-to-end latency (produce -> consumed) through a consumer group: --consumers
+    /// members join one group (classic protocol, range assignor) and fetch their partitions
+    /// from the latest offset; then one producer sends --rate records/s, each stamped with
+    /// the time it was due to be sent.
+    #[command(name = "e2e-latency")]
+    E2eLatency {
+        #[arg(long, default_value = "sluice-e2e")]
+        topic: String,
+        /// Create the topic with this many partitions if it does not exist (0: don't).
+        #[arg(long, default_value_t = 8)]
+        partitions: i32,
+        /// Members of the consumer group (each with a coordinator and a fetch connection).
+        #[arg(long, default_value_t = 4)]
+        consumers: usize,
+        /// Consumer group id [default: a new group per run].
+        #[arg(long)]
+        group: Option<String>,
+        /// Records per second, on a fixed schedule (one producer connection).
+        #[arg(long, default_value_t = 10_000.0)]
+        rate: f64,
+        /// Value bytes per record (at least 16: due time and run id come first).
+        #[arg(long, default_value_t = 1024)]
+        record_size: usize,
+        /// 1 or -1 (all).
+        #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+        acks: i16,
+        /// Produce requests in flight.
+        #[arg(long, default_value_t = 5)]
+        in_flight: usize,
+        /// Seconds of producing.
+        #[arg(long, visible_alias = "duration", default_value_t = 30)]
+        seconds: u64,
+        /// The consumers' fetch max_wait_ms.
+        #[arg(long, default_value_t = 100)]
+        fetch_max_wait_ms: i32,
+        #[arg(long, default_value_t = 10_000)]
+        session_timeout_ms: i32,
+        #[arg(long, default_value_t = 1_000)]
+        heartbeat_ms: u64,
+        /// Seconds to wait for the group to assign (and the consumers to fetch) every
+        /// partition before producing.
+        #[arg(long, default_value_t = 60)]
+        join_timeout: u64,
+        /// Seconds to wait after producing for the consumers to read every record.
+        #[arg(long, default_value_t = 10)]
+        drain_timeout: u64,
     },
     /// Delete a topic (between benchmark runs).
     DeleteTopic {
@@ -264,6 +314,140 @@ async fn main() -> anyhow::Result<()> {
                     secs,
                     bytes as f64 / MB / secs,
                     records as f64 / secs
+                );
+            }
+        }
+        Cmd::E2eLatency {
+            topic,
+            partitions,
+            consumers,
+            group,
+            rate,
+            record_size,
+            acks,
+            in_flight,
+            seconds,
+            fetch_max_wait_ms,
+            session_timeout_ms,
+            heartbeat_ms,
+            join_timeout,
+            drain_timeout,
+        } => {
+            if acks != 1 && acks != -1 {
+                bail!("--acks must be 1 or -1");
+            }
+            if !(rate.is_finite() && rate > 0.0) {
+                bail!("--rate must be a positive number of records per second");
+            }
+            if record_size < e2e::HEADER_BYTES {
+                bail!(
+                    "--record-size must be at least {} (due time and run id)",
+                    e2e::HEADER_BYTES
+                );
+            }
+            if consumers == 0 || heartbeat_ms == 0 || fetch_max_wait_ms < 0 {
+                bail!(
+                    "--consumers and --heartbeat-ms must be positive, --fetch-max-wait-ms not negative"
+                );
+            }
+            let opts = e2e::E2eOpts {
+                topic,
+                create_partitions: partitions,
+                consumers,
+                group,
+                rate,
+                record_size,
+                duration: Duration::from_secs(seconds),
+                acks,
+                in_flight: in_flight.max(1),
+                fetch_max_wait_ms,
+                session_timeout_ms,
+                heartbeat: Duration::from_millis(heartbeat_ms),
+                join_timeout: Duration::from_secs(join_timeout),
+                drain_timeout: Duration::from_secs(drain_timeout),
+            };
+            let r = e2e::run(&cli.bootstrap, &mut conn, &opts).await?;
+            let q = |p: f64| r.latency_us.value_at_quantile(p) as f64 / 1000.0;
+            let max_ms = r.latency_us.max() as f64 / 1000.0;
+            let missing = r.produced.saturating_sub(r.consumed);
+            let secs = r.produce_elapsed.as_secs_f64().max(1e-9);
+            if cli.json {
+                let mismatched: Vec<_> = r
+                    .mismatched
+                    .iter()
+                    .map(|(p, sent, got)| {
+                        serde_json::json!({"partition": p, "produced": sent, "consumed": got})
+                    })
+                    .collect();
+                // Two halves: one json! of this size exceeds the macro recursion limit.
+                let mut out = serde_json::json!({
+                    "mode": "e2e-latency", "consumers": consumers, "group": r.group,
+                    "partitions": r.partitions, "acks": acks, "rate": rate,
+                    "record_size": record_size, "seconds": secs,
+                    "produced": r.produced, "consumed": r.consumed, "missing": missing,
+                    "duplicates": r.duplicates,
+                });
+                let rest = serde_json::json!({
+                    "other_records": r.other_records,
+                    "requests": r.requests, "fetches": r.fetches,
+                    "records_per_s": r.produced as f64 / secs,
+                    "group_stable_s": r.stable_after.as_secs_f64(),
+                    "generation": {"start": r.generation_start, "end": r.generation_end},
+                    "joins": r.joins,
+                    "producer_max_lag_ms": r.producer_max_lag.as_secs_f64() * 1000.0,
+                    "latency_ms": {"count": r.latency_us.len(), "p50": q(0.5), "p99": q(0.99), "p999": q(0.999), "max": max_ms},
+                    "mismatched_partitions": mismatched,
+                    "member_errors": r.member_errors,
+                });
+                if let (Some(o), serde_json::Value::Object(rest)) = (out.as_object_mut(), rest) {
+                    o.extend(rest);
+                }
+                println!("{out}");
+            } else {
+                println!(
+                    "e2e-latency consumers={consumers} partitions={} acks={acks} rate={rate}/s: {:.1} s, {} records produced in {} requests, {} consumed ({missing} missing, {} duplicates)\n  group {}: all partitions fetched {:.1} s after the consumers started, generation {} (generation {} at the end, {} joins)\n  end-to-end latency ({} records): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms\n  (from each record's scheduled send time to the arrival of the fetch response; the producer fell behind its schedule by at most {:.2} ms)",
+                    r.partitions,
+                    secs,
+                    r.produced,
+                    r.requests,
+                    r.consumed,
+                    r.duplicates,
+                    r.group,
+                    r.stable_after.as_secs_f64(),
+                    r.generation_start,
+                    r.generation_end,
+                    r.joins,
+                    r.latency_us.len(),
+                    q(0.5),
+                    q(0.99),
+                    q(0.999),
+                    max_ms,
+                    r.producer_max_lag.as_secs_f64() * 1000.0
+                );
+                if r.other_records > 0 {
+                    println!(
+                        "  {} records on the topic came from another producer and were not counted",
+                        r.other_records
+                    );
+                }
+            }
+            if !r.mismatched.is_empty() {
+                let parts: Vec<String> = r
+                    .mismatched
+                    .iter()
+                    .map(|(p, sent, got)| format!("{p}: produced {sent}, consumed {got}"))
+                    .collect();
+                bail!(
+                    "consumed {} of {} produced records within --drain-timeout {drain_timeout} s; by partition: {}",
+                    r.consumed,
+                    r.produced,
+                    parts.join(", ")
+                );
+            }
+            if !r.member_errors.is_empty() {
+                bail!(
+                    "group members failed after the measurement: {}",
+                    r.member_errors.join("; ")
                 );
             }
         }

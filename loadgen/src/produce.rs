@@ -42,7 +42,7 @@ pub struct ProduceStats {
     pub service_us: Histogram<u64>,
 }
 
-fn payload(len: usize, seed: u64) -> Bytes {
+pub fn payload(len: usize, seed: u64) -> Bytes {
     // xorshift: incompressible enough to be honest about bytes on the wire.
     let mut x = seed | 1;
     let mut v = Vec::with_capacity(len);
@@ -96,6 +96,44 @@ fn build_batch(opts: &ProduceOpts, partition: i32) -> anyhow::Result<(Bytes, u64
     Ok((buf.freeze(), payload_bytes))
 }
 
+/// A produce request with one record batch per partition of `topic`.
+pub fn request(topic: &str, acks: i16, batches: &[(i32, Bytes)]) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_data(
+                    batches
+                        .iter()
+                        .map(|(p, b)| {
+                            PartitionProduceData::default()
+                                .with_index(*p)
+                                .with_records(Some(b.clone()))
+                        })
+                        .collect(),
+                ),
+        ])
+}
+
+/// Fails on the first partition error in a produce response.
+pub fn check(resp: &ProduceResponse) -> anyhow::Result<()> {
+    for t in &resp.responses {
+        for p in &t.partition_responses {
+            if p.error_code != 0 {
+                bail!(
+                    "produce to {}/{} failed with error {}",
+                    t.name.0,
+                    p.index,
+                    p.error_code
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs one producer connection over `partitions`.
 pub async fn run(
     addr: String,
@@ -115,25 +153,6 @@ pub async fn run(
         batch_bytes_per_request += b.len() as u64;
         batches.push((*p, b));
     }
-    let request = |batches: &[(i32, Bytes)]| {
-        ProduceRequest::default()
-            .with_acks(opts.acks)
-            .with_timeout_ms(30_000)
-            .with_topic_data(vec![
-                TopicProduceData::default()
-                    .with_name(TopicName(StrBytes::from_string(opts.topic.clone())))
-                    .with_partition_data(
-                        batches
-                            .iter()
-                            .map(|(p, b)| {
-                                PartitionProduceData::default()
-                                    .with_index(*p)
-                                    .with_records(Some(b.clone()))
-                            })
-                            .collect(),
-                    ),
-            ])
-    };
     let interval = rate_share.map(|r| Duration::from_secs_f64(batch_bytes_per_request as f64 / r));
     let mut latency_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut service_us = latency_us.clone();
@@ -172,8 +191,12 @@ pub async fn run(
             } else {
                 due.push_back(now);
             }
-            conn.send(ApiKey::Produce, version, &request(&batches))
-                .await?;
+            conn.send(
+                ApiKey::Produce,
+                version,
+                &request(&opts.topic, opts.acks, &batches),
+            )
+            .await?;
             requests += 1;
             if interval.is_some() || conn.in_flight() >= opts.in_flight {
                 conn.flush().await?;
@@ -201,17 +224,7 @@ fn finish(
     hist: &mut Histogram<u64>,
     service: &mut Histogram<u64>,
 ) -> anyhow::Result<()> {
-    for t in &r.body.responses {
-        for p in &t.partition_responses {
-            if p.error_code != 0 {
-                bail!(
-                    "produce to partition {} failed with error {}",
-                    p.index,
-                    p.error_code
-                );
-            }
-        }
-    }
+    check(&r.body)?;
     let from = due.pop_front().unwrap_or(r.sent);
     hist.record(from.elapsed().as_micros().max(1) as u64)?;
     service.record(r.sent.elapsed().as_micros().max(1) as u64)?;

@@ -1,9 +1,14 @@
 """A tiny raw-socket Kafka client for tests that must put exact bytes on the wire.
 
-Only non-flexible (pre-KIP-482) request versions are built here: their encoding is plain
-big-endian integers, int16-length strings and int32-length arrays, which keeps this
-module small. Also holds a minimal Kafka v2 RecordBatch encoder (with a pure-Python
-CRC32C) so tests can send valid and deliberately corrupted batches.
+The hand-written builders here only cover non-flexible (pre-KIP-482) request versions:
+their encoding is plain big-endian integers, int16-length strings and int32-length
+arrays, which keeps this module small. Also holds a minimal Kafka v2 RecordBatch encoder
+(with a pure-Python CRC32C) so tests can send valid and deliberately corrupted batches,
+idempotent ones included.
+
+Requests whose exact bytes do not matter, only their fields (the group membership APIs,
+InitProducerId, flexible versions), are encoded and decoded with kafka-python's protocol
+classes (kafka.protocol.*, generated from Kafka's JSON schemas) through `Connection`.
 """
 
 import socket
@@ -17,10 +22,23 @@ API_VERSIONS = 18
 DESCRIBE_CONFIGS = 32
 INCREMENTAL_ALTER_CONFIGS = 44
 
+FIND_COORDINATOR = 10
+JOIN_GROUP = 11
+INIT_PRODUCER_ID = 22
+
 # Kafka error codes asserted by the tests.
 NONE = 0
 CORRUPT_MESSAGE = 2
+ILLEGAL_GENERATION = 22
+INCONSISTENT_GROUP_PROTOCOL = 23
+UNKNOWN_MEMBER_ID = 25
+INVALID_SESSION_TIMEOUT = 26
+REBALANCE_IN_PROGRESS = 27
 UNSUPPORTED_VERSION = 35
+OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+INVALID_PRODUCER_EPOCH = 47
+MEMBER_ID_REQUIRED = 79
+INVALID_RECORD = 87
 
 
 class Writer:
@@ -237,11 +255,13 @@ def varint(n):
     return uvarint((n << 1) ^ (n >> 63))
 
 
-def record_batch(records, base_timestamp, base_offset=0):
+def record_batch(records, base_timestamp, base_offset=0, producer_id=-1, producer_epoch=-1,
+                 base_sequence=-1):
     """An uncompressed magic-2 RecordBatch.
 
     records: list of (key, value) byte strings (key may be None); record i gets
-    timestamp base_timestamp + i and offset delta i.
+    timestamp base_timestamp + i and offset delta i. producer_id, producer_epoch and
+    base_sequence make it an idempotent producer's batch (all -1: a plain one).
 
     Layout (KIP-98): baseOffset i64, batchLength i32, partitionLeaderEpoch i32, magic i8,
     crc u32, then the CRC-covered part: attributes i16, lastOffsetDelta i32,
@@ -266,9 +286,9 @@ def record_batch(records, base_timestamp, base_offset=0):
         len(records) - 1,
         base_timestamp,
         base_timestamp + len(records) - 1,
-        -1,  # producer id: not idempotent
-        -1,  # producer epoch
-        -1,  # base sequence
+        producer_id,
+        producer_epoch,
+        base_sequence,
         len(records),
     ) + bytes(body)
     after_length = struct.pack(">ib", -1, 2) + struct.pack(">I", crc32c(covered)) + covered
@@ -396,3 +416,76 @@ def call(port, frame, timeout=10.0):
     with connect(port, timeout) as s:
         s.sendall(frame)
         return recv_response(s, timeout)
+
+
+# ---------------------------------------------------------------- kafka-python protocol classes
+
+def kp_frame(message, correlation_id, client_id="rawkafka"):
+    """A complete request frame for a kafka-python protocol message (an instance of a
+    kafka.protocol.* Request class with its version set): size prefix, the request
+    header version its API version calls for (v1, or v2 for flexible versions), body."""
+    message.with_header(correlation_id=correlation_id, client_id=client_id)
+    return bytes(message.encode(header=True, framed=True))
+
+
+class Connection:
+    """One connection for request/response exchanges encoded with kafka-python's protocol
+    classes. Requests may be pipelined: send() returns a ticket and recv(ticket) reads
+    responses in order until that one, so a request the broker parks (a JoinGroup
+    waiting for the other members) can be left outstanding while other connections
+    talk. Responses are decoded with the class and version matching the request."""
+
+    def __init__(self, port, timeout=10.0, client_id="rawkafka"):
+        self.sock = connect(port, timeout)
+        self.client_id = client_id
+        self.next_id = 1
+        self.pending = []  # [(correlation_id, response class)] in send order
+        self.done = {}  # correlation_id -> decoded response read ahead of its recv()
+
+    def send(self, message):
+        cid = self.next_id
+        self.next_id += 1
+        self.sock.sendall(kp_frame(message, cid, self.client_id))
+        self.pending.append((cid, message.header.get_response_class()))
+        return cid
+
+    def recv(self, ticket, timeout=10.0):
+        """The response to the request `ticket` names, reading (and keeping) the responses
+        to earlier requests first. Raises TimeoutError if it does not arrive in time."""
+        deadline = time.monotonic() + timeout
+        while ticket not in self.done:
+            if not self.pending:
+                raise ValueError(f"no outstanding request {ticket}")
+            cid, response_class = self.pending[0]
+            (size,) = struct.unpack(">i", recv_exact(self.sock, 4, max(0.01, deadline - time.monotonic())))
+            if size < 4 or size > 64 << 20:
+                raise ValueError(f"implausible response size {size}")
+            data = recv_exact(self.sock, size, max(0.01, deadline - time.monotonic()))
+            response = response_class.decode(data, header=True)
+            if response.header.correlation_id != cid:
+                raise ValueError(f"response correlation id {response.header.correlation_id}, expected {cid}")
+            self.pending.pop(0)
+            self.done[cid] = response
+        return self.done.pop(ticket)
+
+    def call(self, message, timeout=10.0):
+        """send() then recv(): the decoded response."""
+        return self.recv(self.send(message), timeout)
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def api_versions(port):
+    """{api_key: (min, max)} as the broker advertises them (ApiVersions v0)."""
+    _, r = call(port, api_versions_request(0, 1))
+    error, apis = parse_api_versions_v0(r)
+    if error != NONE:
+        raise ValueError(f"ApiVersions v0 answered error {error}")
+    return apis

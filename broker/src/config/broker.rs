@@ -160,9 +160,37 @@ pub struct BrokerConfig {
     pub log_flush_scheduler_interval_ms: u64,
     pub log_flush_offset_checkpoint_interval_ms: u64,
     pub num_recovery_threads_per_data_dir: usize,
+    pub groups: GroupSettings,
+    pub cleaner: CleanerSettings,
+    pub producer_id_expiration_ms: i64,
     pub statics: StaticConfig,
     /// Problems worth a log line but not a refusal to start (unknown keys).
     pub warnings: Vec<String>,
+}
+
+/// Group coordinator and `__consumer_offsets` settings (`group.*`, `offsets.*`).
+#[derive(Debug, Clone)]
+pub struct GroupSettings {
+    pub initial_rebalance_delay_ms: u64,
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    pub max_size: usize,
+    pub offsets_topic_num_partitions: i32,
+    pub offsets_topic_replication_factor: i16,
+    pub offsets_topic_segment_bytes: i64,
+    pub offsets_retention_ms: i64,
+    pub offsets_retention_check_interval_ms: u64,
+    pub offset_metadata_max_bytes: usize,
+    pub offsets_commit_timeout_ms: u64,
+}
+
+/// Log cleaner settings (`log.cleaner.*` that are not topic defaults).
+#[derive(Debug, Clone)]
+pub struct CleanerSettings {
+    pub enable: bool,
+    pub backoff_ms: u64,
+    pub dedupe_buffer_size: u64,
+    pub io_max_bytes_per_second: u64,
 }
 
 /// Inputs to [`BrokerConfig::load`], in increasing precedence.
@@ -329,6 +357,30 @@ impl BrokerConfig {
             log_flush_offset_checkpoint_interval_ms: statics
                 .int("log.flush.offset.checkpoint.interval.ms")?,
             num_recovery_threads_per_data_dir: statics.int("num.recovery.threads.per.data.dir")?,
+            groups: GroupSettings {
+                initial_rebalance_delay_ms: statics.int("group.initial.rebalance.delay.ms")?,
+                min_session_timeout_ms: statics.int("group.min.session.timeout.ms")?,
+                max_session_timeout_ms: statics.int("group.max.session.timeout.ms")?,
+                max_size: statics.int("group.max.size")?,
+                offsets_topic_num_partitions: statics.int("offsets.topic.num.partitions")?,
+                offsets_topic_replication_factor: statics
+                    .int("offsets.topic.replication.factor")?,
+                offsets_topic_segment_bytes: statics.int("offsets.topic.segment.bytes")?,
+                offsets_retention_ms: statics
+                    .int::<i64>("offsets.retention.minutes")?
+                    .saturating_mul(60_000),
+                offsets_retention_check_interval_ms: statics
+                    .int("offsets.retention.check.interval.ms")?,
+                offset_metadata_max_bytes: statics.int("offset.metadata.max.bytes")?,
+                offsets_commit_timeout_ms: statics.int("offsets.commit.timeout.ms")?,
+            },
+            cleaner: CleanerSettings {
+                enable: statics.bool("log.cleaner.enable"),
+                backoff_ms: statics.int("log.cleaner.backoff.ms")?,
+                dedupe_buffer_size: statics.int("log.cleaner.dedupe.buffer.size")?,
+                io_max_bytes_per_second: statics.int("log.cleaner.io.max.bytes.per.second")?,
+            },
+            producer_id_expiration_ms: statics.int("producer.id.expiration.ms")?,
             statics,
             warnings,
         })

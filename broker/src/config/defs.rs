@@ -8,6 +8,7 @@ pub enum ConfigType {
     String,
     Int,
     Long,
+    Double,
     List,
     Password,
 }
@@ -20,6 +21,7 @@ impl ConfigType {
             ConfigType::String => 2,
             ConfigType::Int => 3,
             ConfigType::Long => 5,
+            ConfigType::Double => 6,
             ConfigType::List => 7,
             ConfigType::Password => 9,
         }
@@ -31,6 +33,7 @@ impl ConfigType {
             ConfigType::String => "string",
             ConfigType::Int => "int",
             ConfigType::Long => "long",
+            ConfigType::Double => "double",
             ConfigType::List => "list",
             ConfigType::Password => "password",
         }
@@ -46,6 +49,8 @@ pub enum Validator {
     OneOf(&'static [&'static str]),
     /// A list whose items are all from this set.
     ListOf(&'static [&'static str]),
+    /// A number between 0 and 1 inclusive.
+    Ratio,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -263,13 +268,153 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         Validator::AtLeast(0),
         "Default `segment.jitter.ms` in hours, used when `log.roll.jitter.ms` is not set.",
     ),
+    def(
+        "group.initial.rebalance.delay.ms",
+        T::Int,
+        Some("3000"),
+        Validator::AtLeast(0),
+        "How long the coordinator waits for more members to join a new (empty) group before its first rebalance completes.",
+    ),
+    def(
+        "group.min.session.timeout.ms",
+        T::Int,
+        Some("6000"),
+        Validator::AtLeast(1),
+        "Smallest `session.timeout.ms` a group member may ask for; smaller ones get INVALID_SESSION_TIMEOUT.",
+    ),
+    def(
+        "group.max.session.timeout.ms",
+        T::Int,
+        Some("1800000"),
+        Validator::AtLeast(1),
+        "Largest `session.timeout.ms` a group member may ask for.",
+    ),
+    def(
+        "group.max.size",
+        T::Int,
+        Some("2147483647"),
+        Validator::AtLeast(1),
+        "Most members one consumer group may have; further joins get GROUP_MAX_SIZE_REACHED.",
+    ),
+    def(
+        "offsets.topic.num.partitions",
+        T::Int,
+        Some("50"),
+        Validator::AtLeast(1),
+        "Partitions of `__consumer_offsets`, created on the first FindCoordinator. A group's coordinator is the leader of partition `abs(hash(group.id)) % offsets.topic.num.partitions`; do not change it once the topic exists.",
+    ),
+    def(
+        "offsets.topic.replication.factor",
+        T::Int,
+        Some("3"),
+        Validator::AtLeast(1),
+        "Replication factor of `__consumer_offsets`, capped at the number of registered brokers when it is created.",
+    ),
+    def(
+        "offsets.topic.segment.bytes",
+        T::Int,
+        Some("104857600"),
+        Validator::AtLeast(1048576),
+        "`segment.bytes` of `__consumer_offsets`: small segments let the cleaner compact it sooner.",
+    ),
+    def(
+        "offsets.retention.minutes",
+        T::Int,
+        Some("10080"),
+        Validator::AtLeast(1),
+        "Committed offsets of a group without members are deleted this long after the group became empty (or, for offsets committed later, after their commit).",
+    ),
+    def(
+        "offsets.retention.check.interval.ms",
+        T::Long,
+        Some("600000"),
+        Validator::AtLeast(1),
+        "How often expired committed offsets are looked for.",
+    ),
+    def(
+        "offset.metadata.max.bytes",
+        T::Int,
+        Some("4096"),
+        Validator::AtLeast(0),
+        "Largest metadata string accepted with a committed offset (OFFSET_METADATA_TOO_LARGE beyond it).",
+    ),
+    def(
+        "offsets.commit.timeout.ms",
+        T::Int,
+        Some("5000"),
+        Validator::AtLeast(1),
+        "How long an offset commit or group metadata write may wait for `__consumer_offsets` to accept it.",
+    ),
+    def(
+        "producer.id.expiration.ms",
+        T::Int,
+        Some("86400000"),
+        Validator::AtLeast(1),
+        "Idempotent producer state of a partition is dropped this long after the producer last wrote to it.",
+    ),
+    def(
+        "log.cleaner.enable",
+        T::Boolean,
+        Some("true"),
+        Validator::None,
+        "Run the log cleaner that compacts topics with `cleanup.policy=compact`.",
+    ),
+    def(
+        "log.cleaner.backoff.ms",
+        T::Long,
+        Some("15000"),
+        Validator::AtLeast(0),
+        "How long the cleaner sleeps when no partition needs cleaning.",
+    ),
+    def(
+        "log.cleaner.dedupe.buffer.size",
+        T::Long,
+        Some("134217728"),
+        Validator::AtLeast(1048576),
+        "Memory for the key map of one cleaning pass; a pass covers as many dirty records as fit, the rest is cleaned in the next pass.",
+    ),
+    def(
+        "log.cleaner.io.max.bytes.per.second",
+        T::Long,
+        Some(LONG_MAX),
+        Validator::AtLeast(1),
+        "Bytes per second the cleaner may read and write, so cleaning does not starve produce and fetch of disk bandwidth.",
+    ),
     // Broker-wide defaults of topic settings.
     dynamic(def(
         "log.cleanup.policy",
         T::List,
         Some("delete"),
-        Validator::ListOf(&["delete"]),
+        Validator::ListOf(&["delete", "compact"]),
         "Default `cleanup.policy`.",
+    )),
+    dynamic(def(
+        "log.cleaner.delete.retention.ms",
+        T::Long,
+        Some("86400000"),
+        Validator::AtLeast(0),
+        "Default `delete.retention.ms`.",
+    )),
+    dynamic(def(
+        "log.cleaner.min.cleanable.ratio",
+        T::Double,
+        Some("0.5"),
+        Validator::Ratio,
+        "Default `min.cleanable.dirty.ratio`.",
+    )),
+    dynamic(def(
+        "log.cleaner.min.compaction.lag.ms",
+        T::Long,
+        Some("0"),
+        Validator::AtLeast(0),
+        "Default `min.compaction.lag.ms`.",
+    )),
+    dynamic(def(
+        "log.cleaner.max.compaction.lag.ms",
+        T::Long,
+        Some(LONG_MAX),
+        Validator::AtLeast(1),
+        "Default `max.compaction.lag.ms`.",
     )),
     dynamic(def(
         "compression.type",
@@ -413,9 +558,37 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     topic(
         "cleanup.policy",
         T::List,
-        Validator::ListOf(&["delete"]),
+        Validator::ListOf(&["delete", "compact"]),
         "log.cleanup.policy",
-        "`delete` removes whole segments by `retention.ms` / `retention.bytes`. `compact` is not available yet and is refused.",
+        "`delete` removes whole segments by `retention.ms` / `retention.bytes`; `compact` keeps the latest record per key (the log cleaner rewrites closed segments); `compact,delete` does both. Compacted topics refuse records without a key.",
+    ),
+    topic(
+        "delete.retention.ms",
+        T::Long,
+        Validator::AtLeast(0),
+        "log.cleaner.delete.retention.ms",
+        "How long a tombstone (a record with a key and a null value) of a compacted topic survives after its segment was first cleaned, so consumers reading from the start see the deletion.",
+    ),
+    topic(
+        "min.cleanable.dirty.ratio",
+        T::Double,
+        Validator::Ratio,
+        "log.cleaner.min.cleanable.ratio",
+        "Clean a compacted partition only when the not-yet-cleaned share of its closed segments is at least this.",
+    ),
+    topic(
+        "min.compaction.lag.ms",
+        T::Long,
+        Validator::AtLeast(0),
+        "log.cleaner.min.compaction.lag.ms",
+        "Records younger than this are never compacted away.",
+    ),
+    topic(
+        "max.compaction.lag.ms",
+        T::Long,
+        Validator::AtLeast(1),
+        "log.cleaner.max.compaction.lag.ms",
+        "A partition with dirty records older than this is cleaned whatever its dirty ratio.",
     ),
     topic(
         "compression.type",
@@ -557,10 +730,19 @@ pub fn validate(def: &ConfigDef, value: &str) -> Result<(), String> {
             }
             None
         }
+        T::Double => match value.trim().parse::<f64>() {
+            Ok(v) if v.is_finite() => {
+                if matches!(def.validator, Validator::Ratio) && !(0.0..=1.0).contains(&v) {
+                    return bad("value must be between 0 and 1");
+                }
+                None
+            }
+            _ => return bad("not a number"),
+        },
         T::String | T::List | T::Password => None,
     };
     match def.validator {
-        Validator::None => Ok(()),
+        Validator::None | Validator::Ratio => Ok(()),
         Validator::AtLeast(min) => match number {
             Some(n) if n < min => bad(&format!("value must be at least {min}")),
             _ => Ok(()),
@@ -575,9 +757,6 @@ pub fn validate(def: &ConfigDef, value: &str) -> Result<(), String> {
         Validator::ListOf(allowed) => {
             for item in value.split(',').map(str::trim) {
                 if !allowed.contains(&item) {
-                    if item == "compact" {
-                        return bad("log compaction is not supported by this Sluice version");
-                    }
                     return bad(&format!("list items must be from: {}", allowed.join(", ")));
                 }
             }
@@ -651,7 +830,12 @@ mod tests {
     fn validation_messages() {
         let d = &topic_def("cleanup.policy").unwrap().def;
         assert!(validate(d, "delete").is_ok());
-        assert!(validate(d, "compact").unwrap_err().contains("compaction"));
+        assert!(validate(d, "compact,delete").is_ok());
+        assert!(validate(d, "compacted").is_err());
+        let d = &topic_def("min.cleanable.dirty.ratio").unwrap().def;
+        assert!(validate(d, "0.25").is_ok());
+        assert!(validate(d, "1.5").is_err());
+        assert!(validate(d, "x").is_err());
         let d = &topic_def("retention.ms").unwrap().def;
         assert!(validate(d, "-1").is_ok());
         assert!(validate(d, "abc").is_err());

@@ -132,6 +132,8 @@ impl ConfigLayers<'_> {
                 .and_then(|v| v.trim().parse::<i64>().ok())
                 .unwrap_or(fallback)
         };
+        let policy_value = get("cleanup.policy").unwrap_or_else(|| "delete".into());
+        let policy: Vec<&str> = policy_value.split(',').map(str::trim).collect();
         LogConfig {
             segment_bytes: long("segment.bytes", d.segment_bytes as i64).max(1) as u64,
             segment_ms: long("segment.ms", d.segment_ms),
@@ -168,6 +170,15 @@ impl ConfigLayers<'_> {
                 Some("zstd") => Compression::Zstd,
                 _ => Compression::Producer,
             },
+            compact: policy.contains(&"compact"),
+            delete: policy.contains(&"delete"),
+            delete_retention_ms: long("delete.retention.ms", d.delete_retention_ms),
+            min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|r| (0.0..=1.0).contains(r))
+                .unwrap_or(d.min_cleanable_dirty_ratio),
+            min_compaction_lag_ms: long("min.compaction.lag.ms", d.min_compaction_lag_ms),
+            max_compaction_lag_ms: long("max.compaction.lag.ms", d.max_compaction_lag_ms),
         }
     }
 }

@@ -39,6 +39,18 @@ pub struct LogConfig {
     pub min_insync_replicas: i32,
     /// `compression.type`: `producer` keeps what the client sent.
     pub compression: Compression,
+    /// `cleanup.policy` contains `compact`.
+    pub compact: bool,
+    /// `cleanup.policy` contains `delete` (time and size retention apply).
+    pub delete: bool,
+    /// `delete.retention.ms`
+    pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio`
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`
+    pub max_compaction_lag_ms: i64,
 }
 
 /// Target codec of `compression.type`.
@@ -85,6 +97,12 @@ impl Default for LogConfig {
             timestamp_after_max_ms: 3_600_000,
             min_insync_replicas: 1,
             compression: Compression::Producer,
+            compact: false,
+            delete: true,
+            delete_retention_ms: 86_400_000,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
         }
     }
 }

@@ -2,10 +2,12 @@
 
 pub mod batch;
 pub mod checkpoint;
+pub mod cleaner;
 pub mod config;
 pub mod epoch_cache;
 pub mod index;
 pub mod partition_log;
+pub mod producer_state;
 pub mod records;
 pub mod segment;
 pub mod validate;

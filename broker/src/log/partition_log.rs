@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::batch::{BatchHeader, stamp_prefix};
-use super::checkpoint::{CheckpointError, sync_dir};
+use super::checkpoint::{self, CheckpointError, sync_dir};
 use super::config::LogConfig;
 use super::epoch_cache::LeaderEpochCache;
+use super::producer_state::{PendingSnapshot, ProducerError, ProducerStateManager, SequenceCheck};
 use super::records;
 use super::segment::{self, FileSlice, Segment, SegmentError, SyncHandles};
 
@@ -49,6 +50,13 @@ pub enum LogError {
     Offline { topic: Arc<str>, partition: i32 },
     #[error("{topic}-{partition} was deleted or moved off this broker")]
     Closed { topic: Arc<str>, partition: i32 },
+    #[error("{topic}-{partition}: {source}")]
+    Producer {
+        topic: Arc<str>,
+        partition: i32,
+        #[source]
+        source: ProducerError,
+    },
 }
 
 /// A batch that passed validation and is ready to be appended.
@@ -65,6 +73,9 @@ pub struct AppendInfo {
     pub log_start_offset: i64,
     pub bytes: u64,
     pub records: i64,
+    /// An idempotent producer's retry of a batch already in the log: nothing was written
+    /// and the offsets are the original ones.
+    pub duplicate: bool,
 }
 
 /// What opening a log had to repair.
@@ -127,7 +138,31 @@ pub struct PartitionLog {
     /// Set before the partition's directory is deleted or moved: nothing may write to
     /// its old path any more.
     closed: bool,
+    producers: ProducerStateManager,
+    /// The log cleaner's position: offsets below it were compacted at least once.
+    first_dirty_offset: i64,
 }
+
+/// A sealed segment handed to the log cleaner, read outside the log lock.
+#[derive(Debug, Clone)]
+pub struct CleanableSegment {
+    pub base_offset: i64,
+    pub next_offset: i64,
+    pub file: Arc<std::fs::File>,
+    pub size: u64,
+}
+
+/// What one cleaning pass covers: every sealed segment below `dirty_end`; the key map is
+/// built from offsets in `[first_dirty, dirty_end)`.
+#[derive(Debug, Clone)]
+pub struct CleaningPlan {
+    pub segments: Vec<CleanableSegment>,
+    pub first_dirty: i64,
+    pub dirty_end: i64,
+    pub dirty_ratio: f64,
+}
+
+const CLEANER_CHECKPOINT: &str = "cleaner-offset-checkpoint";
 
 #[cfg(test)]
 fn now_ms() -> i64 {
@@ -164,12 +199,22 @@ impl PartitionLog {
         };
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         let mut bases = Vec::new();
+        let mut swapped = Vec::new();
         let mut index_files = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
             let entry = entry.map_err(|e| io(dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Some(base) = segment::parse_base_offset(&name, "log") {
                 bases.push(base);
+            } else if let Some(base) = name
+                .strip_suffix(".swap")
+                .and_then(|n| segment::parse_base_offset(n, "log"))
+            {
+                // The cleaner crashed after its output became complete: finish the swap.
+                segment::complete_swap(dir, base).map_err(seg_err)?;
+                tracing::info!(topic = %topic, partition, base_offset = base,
+                    "completed a segment swap interrupted by a crash");
+                swapped.push(base);
             } else if name.ends_with(".tmp")
                 || name.ends_with(".deleted")
                 || name.ends_with(".cleaned")
@@ -182,7 +227,9 @@ impl PartitionLog {
                 index_files.push((base, entry.path()));
             }
         }
+        bases.extend(swapped);
         bases.sort_unstable();
+        bases.dedup();
         for (base, path) in index_files {
             if bases.binary_search(&base).is_err() {
                 let _ = std::fs::remove_file(path);
@@ -302,6 +349,12 @@ impl PartitionLog {
             pending_sync: scanned,
             offline: false,
             closed: false,
+            producers: ProducerStateManager::empty(dir),
+            first_dirty_offset: std::fs::read_to_string(dir.join(CLEANER_CHECKPOINT))
+                .ok()
+                .and_then(|t| t.trim().parse::<i64>().ok())
+                .unwrap_or(0)
+                .min(log_end),
         };
         if report.segments_scanned > 0 {
             // What recovery validated becomes the new recovery point once it is on disk.
@@ -309,6 +362,7 @@ impl PartitionLog {
             job.run()?;
             log.finish_flush(job.upto);
         }
+        log.rebuild_producer_state()?;
         report.duration_ms = started.elapsed().as_millis();
         Ok((log, report))
     }
@@ -368,6 +422,177 @@ impl PartitionLog {
             partition: self.partition,
             source,
         }
+    }
+
+    fn producer_err(&self, source: ProducerError) -> LogError {
+        LogError::Producer {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            source,
+        }
+    }
+
+    /// Rebuilds idempotent producer state: the newest usable snapshot plus the batch
+    /// headers after it.
+    fn rebuild_producer_state(&mut self) -> Result<(), LogError> {
+        let end = self.log_end_offset();
+        let (state, from) = ProducerStateManager::load(&self.dir, self.log_start_offset, end);
+        self.producers = state;
+        let mut offset = from;
+        let mut batches = 0u64;
+        while offset < end {
+            let Some(slice) = self.read(offset, end, 1 << 20, true)? else {
+                break;
+            };
+            let data = slice.read().map_err(|source| LogError::Io {
+                path: self.dir.display().to_string(),
+                source,
+            })?;
+            let before = offset;
+            for item in super::batch::split_batches(&data, BatchHeader::parse) {
+                let Ok((_, h)) = item else { break };
+                if h.next_offset() > offset {
+                    self.producers.update(&h, h.max_timestamp);
+                    offset = h.next_offset();
+                    batches += 1;
+                }
+            }
+            if offset == before {
+                break;
+            }
+        }
+        if batches > 0 {
+            tracing::debug!(topic = %self.topic, partition = self.partition, from, batches,
+                producers = self.producers.len(), "rebuilt producer state from the log");
+        }
+        Ok(())
+    }
+
+    /// A producer state snapshot as of the log end, when the state changed or (`force`)
+    /// the newest snapshot predates the active segment, so replay at the next start stays
+    /// short.
+    pub fn producer_snapshot(&mut self, force: bool) -> Option<PendingSnapshot> {
+        let end = self.log_end_offset();
+        let active_base = self.active().map(|s| s.base_offset()).unwrap_or(0);
+        let stale = self
+            .producers
+            .last_snapshot()
+            .is_none_or(|o| o < active_base);
+        self.producers.take_snapshot(end, force || stale)
+    }
+
+    /// The next cleaning pass, if the dirty part of the log calls for one: closed segments
+    /// wholly below `limit` (the high watermark) and older than `min.compaction.lag.ms`,
+    /// with a dirty share of at least `min.cleanable.dirty.ratio` (or dirty records older
+    /// than `max.compaction.lag.ms`).
+    pub fn cleaning_plan(&self, now_ms: i64, limit: i64) -> Option<CleaningPlan> {
+        if !self.config.compact || self.closed || self.offline {
+            return None;
+        }
+        let active_base = self.active()?.base_offset();
+        let first_dirty = self.first_dirty_offset.max(self.log_start_offset);
+        let lag = self.config.min_compaction_lag_ms;
+        let mut segments = Vec::new();
+        let (mut clean_bytes, mut dirty_bytes) = (0u64, 0u64);
+        let mut dirty_end = first_dirty;
+        let mut oldest_dirty_ts: Option<i64> = None;
+        for seg in self.segments.values() {
+            if seg.base_offset() >= active_base || seg.next_offset() > limit {
+                break;
+            }
+            let dirty = seg.next_offset() > first_dirty;
+            if dirty {
+                if now_ms.saturating_sub(seg.largest_timestamp()) < lag {
+                    break;
+                }
+                dirty_bytes += seg.size();
+                dirty_end = seg.next_offset();
+                oldest_dirty_ts.get_or_insert(seg.largest_timestamp());
+            } else {
+                clean_bytes += seg.size();
+            }
+            let (file, size) = seg.file();
+            segments.push(CleanableSegment {
+                base_offset: seg.base_offset(),
+                next_offset: seg.next_offset(),
+                file,
+                size,
+            });
+        }
+        if dirty_bytes == 0 {
+            return None;
+        }
+        let ratio = dirty_bytes as f64 / (clean_bytes + dirty_bytes) as f64;
+        let overdue = oldest_dirty_ts
+            .is_some_and(|ts| now_ms.saturating_sub(ts) > self.config.max_compaction_lag_ms);
+        if ratio < self.config.min_cleanable_dirty_ratio && !overdue {
+            return None;
+        }
+        segments.retain(|s| s.base_offset < dirty_end);
+        Some(CleaningPlan {
+            segments,
+            first_dirty,
+            dirty_end,
+            dirty_ratio: ratio,
+        })
+    }
+
+    /// Installs a cleaned replacement of the segment at `base` (prepared with
+    /// [`Segment::prepare_swap`]), unless that segment changed meanwhile (retention or
+    /// truncation removed it). `None` replaces it with nothing: every record was removed.
+    pub fn install_cleaned(
+        &mut self,
+        base: i64,
+        original: &Arc<std::fs::File>,
+        cleaned: Option<Segment>,
+    ) -> Result<bool, LogError> {
+        let current = self.segments.get(&base).map(|s| s.file().0);
+        let unchanged = current.is_some_and(|f| Arc::ptr_eq(&f, original));
+        let is_active = self.active().map(|s| s.base_offset()) == Some(base);
+        if !unchanged || is_active || self.closed {
+            if let Some(c) = &cleaned {
+                c.discard();
+            }
+            return Ok(false);
+        }
+        let old_size = self.segments.get(&base).map(|s| s.size()).unwrap_or(0);
+        match cleaned {
+            Some(mut seg) => {
+                seg.install(&self.dir).map_err(|e| self.seg_err(e))?;
+                self.size = self.size - old_size + seg.size();
+                self.segments.insert(base, seg);
+            }
+            None => {
+                if let Some(seg) = self.segments.remove(&base) {
+                    seg.delete().map_err(|e| self.seg_err(e))?;
+                    self.size -= old_size;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Records that everything below `offset` has been compacted.
+    pub fn set_first_dirty_offset(&mut self, offset: i64) -> Result<(), LogError> {
+        self.first_dirty_offset = offset;
+        checkpoint::write_atomic(
+            &self.dir.join(CLEANER_CHECKPOINT),
+            offset.to_string().as_bytes(),
+        )
+        .map_err(|e| self.checkpoint_err(e))
+    }
+
+    pub fn first_dirty_offset(&self) -> i64 {
+        self.first_dirty_offset
+    }
+
+    /// Drops producers idle for `producer.id.expiration.ms`.
+    pub fn expire_producers(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.producers.expire(now_ms, expiration_ms)
+    }
+
+    pub fn producer_count(&self) -> usize {
+        self.producers.len()
     }
 
     fn out_of_range(&self, offset: i64) -> LogError {
@@ -439,6 +664,28 @@ impl PartitionLog {
         let mut bytes = 0u64;
         let mut records = 0i64;
         for batch in batches {
+            match self.producers.check(&batch.header) {
+                Ok(SequenceCheck::Append) => {}
+                Ok(SequenceCheck::Duplicate(meta)) if batches.len() == 1 => {
+                    return Ok(AppendInfo {
+                        first_offset: meta.first_offset,
+                        last_offset: meta.last_offset,
+                        log_start_offset: self.log_start_offset,
+                        bytes: 0,
+                        records: 0,
+                        duplicate: true,
+                    });
+                }
+                Ok(SequenceCheck::Duplicate(meta)) => {
+                    return Err(self.producer_err(ProducerError::OutOfOrder {
+                        producer_id: batch.header.producer_id,
+                        epoch: batch.header.producer_epoch,
+                        expected: meta.last_seq,
+                        got: batch.header.base_sequence,
+                    }));
+                }
+                Err(e) => return Err(self.producer_err(e)),
+            }
             let base_offset = self.log_end_offset();
             let mut header = batch.header;
             header.base_offset = base_offset;
@@ -473,6 +720,7 @@ impl PartitionLog {
                 tracing::error!(topic = %self.topic, partition = self.partition, error = %e,
                     "could not persist the leader epoch cache");
             }
+            self.producers.update(&header, now_ms);
             bytes += header.size() as u64;
             records += header.offset_count();
         }
@@ -484,6 +732,7 @@ impl PartitionLog {
             log_start_offset: self.log_start_offset,
             bytes,
             records,
+            duplicate: false,
         })
     }
 
@@ -592,6 +841,9 @@ impl PartitionLog {
         now_ms: i64,
         limit: i64,
     ) -> Result<RetentionOutcome, LogError> {
+        if !self.config.delete {
+            return Ok(RetentionOutcome::default());
+        }
         let retention_ms = self.config.retention_ms;
         let retention_bytes = self.config.retention_bytes;
         let total = self.size;
@@ -690,6 +942,7 @@ impl PartitionLog {
                 .persist()
                 .map_err(|e| self.checkpoint_err(e))?;
         }
+        self.rebuild_producer_state()?;
         Ok(removed)
     }
 

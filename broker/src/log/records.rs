@@ -1,5 +1,6 @@
 //! Reading inside a record batch, for the few paths that must: timestamp lookups
-//! (ListOffsets) and `compression.type` conversion. Never used to produce or fetch.
+//! (ListOffsets), `compression.type` conversion, keys of compacted topics (produce
+//! checks and the log cleaner). Never used to produce to or fetch from other topics.
 //!
 //! Decompression is streaming and bounded, so a small batch that inflates to gigabytes
 //! (a decompression bomb) costs at most the bound, and records are walked without being
@@ -197,6 +198,109 @@ pub fn find_record(
     Ok(None)
 }
 
+/// One record inside a decompressed records section, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct RawRecord<'a> {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<&'a [u8]>,
+    /// A tombstone: a null value.
+    pub value_is_null: bool,
+    /// The whole record, length prefix included: copied verbatim into a rewritten batch
+    /// that keeps the original base offset and base timestamp.
+    pub bytes: &'a [u8],
+}
+
+fn slice_varlong(buf: &[u8], pos: &mut usize) -> Result<i64, RecordsError> {
+    let mut raw: u64 = 0;
+    for shift in (0..70).step_by(7) {
+        let b = *buf
+            .get(*pos)
+            .ok_or(RecordsError::Malformed("truncated varint"))?;
+        *pos += 1;
+        raw |= u64::from(b & 0x7f) << shift.min(63);
+        if b & 0x80 == 0 {
+            return Ok((raw >> 1) as i64 ^ -((raw & 1) as i64));
+        }
+    }
+    Err(RecordsError::Malformed("varint longer than 10 bytes"))
+}
+
+/// Parses the records of a decompressed records section (see [`decompress`]; for an
+/// uncompressed batch, the bytes after the header).
+pub fn parse_records<'a>(
+    header: &BatchHeader,
+    raw: &'a [u8],
+) -> impl Iterator<Item = Result<RawRecord<'a>, RecordsError>> + 'a {
+    let h = *header;
+    let mut pos = 0usize;
+    let mut left = h.records_count.max(0);
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if failed || left == 0 {
+            return None;
+        }
+        left -= 1;
+        let r = (|| {
+            let start = pos;
+            let len = slice_varlong(raw, &mut pos)?;
+            let body_start = pos;
+            let end = usize::try_from(len)
+                .ok()
+                .and_then(|l| body_start.checked_add(l))
+                .filter(|e| *e <= raw.len())
+                .ok_or(RecordsError::Malformed("record extends past the batch"))?;
+            pos += 1; // attributes
+            let timestamp_delta = slice_varlong(raw, &mut pos)?;
+            let offset_delta = slice_varlong(raw, &mut pos)?;
+            let key_len = slice_varlong(raw, &mut pos)?;
+            let key = if key_len < 0 {
+                None
+            } else {
+                let k = raw
+                    .get(pos..pos + key_len as usize)
+                    .filter(|_| pos + key_len as usize <= end)
+                    .ok_or(RecordsError::Malformed("key extends past the record"))?;
+                pos += key_len as usize;
+                Some(k)
+            };
+            let value_len = slice_varlong(raw, &mut pos)?;
+            if pos > end {
+                return Err(RecordsError::Malformed("record shorter than its fields"));
+            }
+            pos = end;
+            Ok(RawRecord {
+                offset: h.base_offset.saturating_add(offset_delta),
+                timestamp: if h.is_log_append_time() {
+                    h.max_timestamp
+                } else {
+                    h.base_timestamp.saturating_add(timestamp_delta)
+                },
+                key,
+                value_is_null: value_len < 0,
+                bytes: &raw[start..end],
+            })
+        })();
+        if r.is_err() {
+            failed = true;
+        }
+        Some(r)
+    })
+}
+
+/// The records section of a batch, decompressed if needed (borrowed when uncompressed).
+pub fn records_section<'a>(
+    header: &BatchHeader,
+    batch: &'a [u8],
+) -> Result<std::borrow::Cow<'a, [u8]>, RecordsError> {
+    if header.compression() == 0 {
+        return Ok(std::borrow::Cow::Borrowed(
+            &batch[HEADER_LEN.min(batch.len())..],
+        ));
+    }
+    decompress(header, batch, MAX_DECOMPRESSED).map(std::borrow::Cow::Owned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::batch::check_stored;
@@ -226,6 +330,23 @@ mod tests {
                 decompress(&h, &b, 100),
                 Err(RecordsError::TooLarge(100))
             ));
+        }
+    }
+
+    #[test]
+    fn parses_keys_values_and_raw_bytes() {
+        for codec in [C::None, C::Gzip, C::Zstd] {
+            let b = make_batch_with(5, 7_000, 20, codec);
+            let h = check_stored(&b).unwrap();
+            let raw = records_section(&h, &b).unwrap();
+            let recs: Vec<_> = parse_records(&h, &raw).collect::<Result<_, _>>().unwrap();
+            assert_eq!(recs.len(), 5);
+            assert_eq!(recs[3].offset, 3);
+            assert_eq!(recs[3].timestamp, 7_003);
+            assert!(recs[3].key.is_some());
+            assert!(!recs[3].value_is_null);
+            let total: usize = recs.iter().map(|r| r.bytes.len()).sum();
+            assert_eq!(total, raw.len(), "{codec:?}");
         }
     }
 

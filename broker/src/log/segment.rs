@@ -233,6 +233,88 @@ impl Segment {
         })
     }
 
+    /// A new, empty replacement for the sealed segment at `base_offset`, written by the log
+    /// cleaner under `<name>.cleaned` names and put in place by [`Segment::install`].
+    pub fn create_cleaned(dir: &Path, base_offset: i64) -> Result<Self, SegmentError> {
+        let cleaned = |ext: &str| {
+            let mut p = file_path(dir, base_offset, ext).into_os_string();
+            p.push(".cleaned");
+            PathBuf::from(p)
+        };
+        let log_path = cleaned("log");
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .truncate(false)
+            .open(&log_path)
+            .map_err(|e| io_err(&log_path, e))?;
+        file.set_len(0).map_err(|e| io_err(&log_path, e))?;
+        Ok(Self {
+            base_offset,
+            index_path: cleaned("index"),
+            time_index_path: cleaned("timeindex"),
+            log_path,
+            file: Arc::new(file),
+            size: 0,
+            t: BatchTracker::new(base_offset),
+            created_ms: now_ms(),
+            jitter_seed: jitter_seed(),
+            sealed: false,
+        })
+    }
+
+    /// Seals a cleaned segment and makes it durable, then renames its log to
+    /// `<base>.log.swap`: from here on, recovery completes the swap (see
+    /// [`complete_swap`]).
+    pub fn prepare_swap(&mut self, dir: &Path) -> Result<(), SegmentError> {
+        self.seal()?;
+        self.sync_handles().sync()?;
+        let swap = swap_path(dir, self.base_offset);
+        std::fs::rename(&self.log_path, &swap).map_err(|e| io_err(&swap, e))?;
+        crate::log::checkpoint::sync_dir(dir).map_err(|e| io_err(dir, e))?;
+        self.log_path = swap;
+        Ok(())
+    }
+
+    /// Puts a prepared cleaned segment in place of the original: the old indexes go first,
+    /// so a crash in between leaves no index describing the wrong file.
+    pub fn install(&mut self, dir: &Path) -> Result<(), SegmentError> {
+        let base = self.base_offset;
+        for ext in ["index", "timeindex"] {
+            let p = file_path(dir, base, ext);
+            if let Err(e) = std::fs::remove_file(&p)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                return Err(io_err(&p, e));
+            }
+        }
+        let log_path = file_path(dir, base, "log");
+        std::fs::rename(&self.log_path, &log_path).map_err(|e| io_err(&log_path, e))?;
+        self.log_path = log_path;
+        let index_path = file_path(dir, base, "index");
+        std::fs::rename(&self.index_path, &index_path).map_err(|e| io_err(&index_path, e))?;
+        self.index_path = index_path;
+        let time_index_path = file_path(dir, base, "timeindex");
+        std::fs::rename(&self.time_index_path, &time_index_path)
+            .map_err(|e| io_err(&time_index_path, e))?;
+        self.time_index_path = time_index_path;
+        crate::log::checkpoint::sync_dir(dir).map_err(|e| io_err(dir, e))?;
+        Ok(())
+    }
+
+    /// Removes a cleaned segment that will not be installed.
+    pub fn discard(&self) {
+        for p in [&self.log_path, &self.index_path, &self.time_index_path] {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
+    /// The file handle and size, for reading a sealed segment outside the log lock.
+    pub fn file(&self) -> (Arc<File>, u64) {
+        (self.file.clone(), self.size)
+    }
+
     /// Opens a segment by scanning every batch header, rebuilding its indexes. Batches at
     /// or past `verify_from` also have their CRC checked. The file is truncated at the
     /// first bad batch.
@@ -593,6 +675,81 @@ impl Segment {
         }
         Ok(())
     }
+}
+
+/// `<base>.log.swap`: a cleaned segment that replaces `<base>.log`.
+pub fn swap_path(dir: &Path, base_offset: i64) -> PathBuf {
+    let mut p = file_path(dir, base_offset, "log").into_os_string();
+    p.push(".swap");
+    PathBuf::from(p)
+}
+
+/// Finishes a segment swap a crash interrupted: a `.swap` file is complete (it was
+/// fsynced before it got its name), so it replaces the segment; indexes are rebuilt.
+pub fn complete_swap(dir: &Path, base_offset: i64) -> Result<(), SegmentError> {
+    for ext in ["index", "timeindex"] {
+        let p = file_path(dir, base_offset, ext);
+        if let Err(e) = std::fs::remove_file(&p)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(io_err(&p, e));
+        }
+    }
+    let log_path = file_path(dir, base_offset, "log");
+    std::fs::rename(swap_path(dir, base_offset), &log_path).map_err(|e| io_err(&log_path, e))?;
+    crate::log::checkpoint::sync_dir(dir).map_err(|e| io_err(dir, e))
+}
+
+/// Calls `f` with every whole batch (bytes and header) of a sealed segment file, reading
+/// in chunks of about `chunk` bytes. Stops at the first unparsable batch.
+pub fn for_each_batch(
+    file: &File,
+    size: u64,
+    chunk: usize,
+    mut f: impl FnMut(&[u8], &BatchHeader) -> Result<(), SegmentError>,
+) -> Result<(), SegmentError> {
+    let mut pos = 0u64;
+    let mut buf = Vec::new();
+    while pos < size {
+        let want = chunk.min((size - pos) as usize);
+        buf.resize(want, 0);
+        file.read_exact_at(&mut buf, pos)
+            .map_err(|e| SegmentError::Io {
+                path: "segment being cleaned".into(),
+                source: e,
+            })?;
+        let mut used = 0usize;
+        while used < buf.len() {
+            let rest = &buf[used..];
+            let Ok(h) = BatchHeader::parse(rest) else {
+                if rest.len() >= HEADER_LEN || pos + (used + rest.len()) as u64 >= size {
+                    return Ok(());
+                }
+                break;
+            };
+            if h.size() > rest.len() {
+                if used == 0 {
+                    // A batch larger than the chunk: read it whole.
+                    let mut big = vec![0u8; h.size()];
+                    file.read_exact_at(&mut big, pos)
+                        .map_err(|e| SegmentError::Io {
+                            path: "segment being cleaned".into(),
+                            source: e,
+                        })?;
+                    f(&big, &h)?;
+                    used = h.size();
+                }
+                break;
+            }
+            f(&rest[..h.size()], &h)?;
+            used += h.size();
+        }
+        if used == 0 {
+            return Ok(());
+        }
+        pos += used as u64;
+    }
+    Ok(())
 }
 
 /// Removes the files of the segment at `base_offset` without opening it. Returns the

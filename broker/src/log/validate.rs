@@ -88,6 +88,9 @@ pub fn prepare(
             });
         }
         check_timestamps(&prepared.header, config, now_ms)?;
+        if config.compact {
+            check_keys(&prepared)?;
+        }
         if config.timestamp_type == TimestampType::LogAppendTime {
             let mut owned = BytesMut::from(&prepared.bytes[..]);
             batch::set_log_append_time(&mut owned, now_ms);
@@ -97,6 +100,22 @@ pub fn prepare(
         out.push(prepared);
     }
     Ok(out)
+}
+
+/// Compacted topics keep the latest record per key: a record without a key could never
+/// be compacted, so Kafka refuses it.
+fn check_keys(b: &PreparedBatch) -> Result<(), ValidationError> {
+    let raw = records::records_section(&b.header, &b.bytes)
+        .map_err(|e| ValidationError::InvalidRecord(e.to_string()))?;
+    for r in records::parse_records(&b.header, &raw) {
+        let r = r.map_err(|e| ValidationError::InvalidRecord(e.to_string()))?;
+        if r.key.is_none() {
+            return Err(ValidationError::InvalidRecord(
+                "Compacted topic cannot accept message without key".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_timestamps(
@@ -145,7 +164,7 @@ fn codec_err(e: impl std::fmt::Display) -> ValidationError {
     ValidationError::InvalidRecord(format!("cannot recompress batch: {e}"))
 }
 
-fn compress(codec: i16, raw: &[u8], out: &mut BytesMut) -> Result<(), ValidationError> {
+pub(crate) fn compress(codec: i16, raw: &[u8], out: &mut BytesMut) -> Result<(), ValidationError> {
     let fill = |buf: &mut BytesMut| {
         buf.put_slice(raw);
         Ok(())

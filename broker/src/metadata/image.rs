@@ -76,6 +76,12 @@ pub enum MetadataCommand {
         broker: Option<i32>,
         configs: BTreeMap<String, String>,
     },
+    /// Reserves the next `count` producer ids for `broker` (Kafka's AllocateProducerIds):
+    /// ids are unique in the cluster and never reused, even across restarts.
+    AllocateProducerIds {
+        broker: i32,
+        count: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -107,6 +113,12 @@ pub struct ClusterMetadata {
     pub topics: BTreeMap<String, TopicMetadata>,
     pub cluster_configs: BTreeMap<String, String>,
     pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
+    /// First producer id not yet handed out.
+    #[serde(default)]
+    pub next_producer_id: i64,
+    /// The last block reserved, per broker: `(first id, count)`.
+    #[serde(default)]
+    pub producer_id_blocks: BTreeMap<i32, (i64, i64)>,
     #[serde(skip)]
     topic_ids: HashMap<Uuid, String>,
 }
@@ -261,6 +273,12 @@ impl ClusterMetadata {
                     self.broker_configs.insert(*id, configs.clone());
                 }
             },
+            MetadataCommand::AllocateProducerIds { broker, count } => {
+                let count = (*count).clamp(1, 1 << 20);
+                let first = self.next_producer_id;
+                self.next_producer_id = first.saturating_add(count);
+                self.producer_id_blocks.insert(*broker, (first, count));
+            }
         }
         self.offset += 1;
         Ok(())

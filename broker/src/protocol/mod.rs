@@ -10,6 +10,8 @@ mod delete_topics;
 mod describe_cluster;
 mod fetch;
 mod find_coordinator;
+mod groups;
+mod init_producer_id;
 mod legacy_produce;
 mod list_offsets;
 pub mod metadata;
@@ -254,7 +256,51 @@ async fn dispatch(ctx: &RequestContext, mut body: Bytes) -> Outcome {
         }
         ApiKey::FindCoordinator => {
             let req = decode_or_close!(m::FindCoordinatorRequest, ctx, body);
-            respond(ctx, &find_coordinator::handle(ctx, req))
+            respond(ctx, &find_coordinator::handle(ctx, req).await)
+        }
+        ApiKey::InitProducerId => {
+            let req = decode_or_close!(m::InitProducerIdRequest, ctx, body);
+            respond(ctx, &init_producer_id::handle(ctx, req).await)
+        }
+        ApiKey::JoinGroup => {
+            let req = decode_or_close!(m::JoinGroupRequest, ctx, body);
+            respond(ctx, &groups::join(ctx, req).await)
+        }
+        ApiKey::SyncGroup => {
+            let req = decode_or_close!(m::SyncGroupRequest, ctx, body);
+            respond(ctx, &groups::sync(ctx, req).await)
+        }
+        ApiKey::Heartbeat => {
+            let req = decode_or_close!(m::HeartbeatRequest, ctx, body);
+            respond(ctx, &groups::heartbeat(ctx, req))
+        }
+        ApiKey::LeaveGroup => {
+            let req = decode_or_close!(m::LeaveGroupRequest, ctx, body);
+            respond(ctx, &groups::leave(ctx, req).await)
+        }
+        ApiKey::OffsetCommit => {
+            let req = decode_or_close!(m::OffsetCommitRequest, ctx, body);
+            respond(ctx, &groups::offset_commit(ctx, req).await)
+        }
+        ApiKey::OffsetFetch => {
+            let req = decode_or_close!(m::OffsetFetchRequest, ctx, body);
+            respond(ctx, &groups::offset_fetch(ctx, req))
+        }
+        ApiKey::OffsetDelete => {
+            let req = decode_or_close!(m::OffsetDeleteRequest, ctx, body);
+            respond(ctx, &groups::offset_delete(ctx, req).await)
+        }
+        ApiKey::ListGroups => {
+            let req = decode_or_close!(m::ListGroupsRequest, ctx, body);
+            respond(ctx, &groups::list(ctx, req))
+        }
+        ApiKey::DescribeGroups => {
+            let req = decode_or_close!(m::DescribeGroupsRequest, ctx, body);
+            respond(ctx, &groups::describe(ctx, req))
+        }
+        ApiKey::DeleteGroups => {
+            let req = decode_or_close!(m::DeleteGroupsRequest, ctx, body);
+            respond(ctx, &groups::delete(ctx, req).await)
         }
         other => Outcome::Close(format!("API {other:?} is not supported by this broker")),
     }

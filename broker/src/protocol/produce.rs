@@ -12,6 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{RequestContext, absent_partition_error, msg};
 use crate::broker::now_ms;
+use crate::log::LogError;
 use crate::log::config::TimestampType;
 use crate::log::validate;
 use crate::replica::{Partition, PartitionError};
@@ -127,8 +128,15 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> (ProduceRespon
                     any_error = true;
                     let code = e.error_code();
                     broker.metrics.partition_error("produce", code);
-                    if matches!(e, PartitionError::Log(_)) {
-                        tracing::error!(topic = %name, partition = index, error = %e, "append failed");
+                    match &e {
+                        PartitionError::Log(LogError::Producer { .. }) => {
+                            tracing::info!(topic = %name, partition = index, client = ctx.client(),
+                                peer = %ctx.peer, error = %e, "refused idempotent produce");
+                        }
+                        PartitionError::Log(_) => {
+                            tracing::error!(topic = %name, partition = index, error = %e, "append failed");
+                        }
+                        _ => {}
                     }
                     let mut r = error_response(index, code, Some(e.to_string()));
                     if let PartitionError::NotLeader { leader, .. } = e

@@ -481,12 +481,14 @@ async fn metadata_and_admin_apis_at_every_version() {
             vec![resp.error_code]
         };
         assert!(!codes.is_empty());
-        assert!(
-            codes
-                .iter()
-                .all(|c| *c == kafka_protocol::ResponseError::CoordinatorNotAvailable.code()),
-            "v{v}"
-        );
+        // __consumer_offsets is created on the first request; this broker leads it.
+        assert!(codes.iter().all(|c| *c == 0), "v{v}: {codes:?}");
+        let node = if v >= 4 {
+            resp.coordinators[0].node_id
+        } else {
+            resp.node_id
+        };
+        assert_eq!(node.0, 0);
     }
     for v in range(ApiKey::DeleteTopics) {
         let topic = format!("created-v{}", v + 1);
@@ -501,6 +503,197 @@ async fn metadata_and_admin_apis_at_every_version() {
         let resp = roundtrip(&h, ApiKey::DeleteTopics, v, &req).await;
         assert_eq!(resp.responses[0].error_code, 0, "v{v}");
         assert!(h.broker.replicas.get(&topic, 0).is_none());
+    }
+}
+
+fn subscription(topic: &str) -> Bytes {
+    let sub = ConsumerProtocolSubscription::default().with_topics(vec![StrBytes::from_string(
+        topic.to_string(),
+    )]);
+    let mut b = BytesMut::new();
+    b.put_i16(0);
+    sub.encode(&mut b, 0).unwrap();
+    b.freeze()
+}
+
+/// Join, sync, heartbeat, commit, fetch, describe, list, leave and delete a group at every
+/// advertised version of each group API.
+#[tokio::test]
+async fn group_apis_at_every_version() {
+    let mut h = harness().await;
+    // A new group's first rebalance would otherwise wait 3 s.
+    let config = h
+        .broker
+        .config
+        .clone()
+        .with("group.initial.rebalance.delay.ms", "0")
+        .unwrap();
+    let b = Arc::get_mut(&mut h.broker).unwrap();
+    b.config = config;
+    let fc = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("boot"));
+    let resp = roundtrip(&h, ApiKey::FindCoordinator, 3, &fc).await;
+    assert_eq!(resp.error_code, 0);
+    for v in range(ApiKey::JoinGroup) {
+        let group = GroupId(StrBytes::from_string(format!("g-v{v}")));
+        let protocol = join_group_request::JoinGroupRequestProtocol::default()
+            .with_name(StrBytes::from_static_str("range"))
+            .with_metadata(subscription("t"));
+        let mut join = JoinGroupRequest::default()
+            .with_group_id(group.clone())
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![protocol]);
+        let mut resp = roundtrip(&h, ApiKey::JoinGroup, v, &join).await;
+        if v >= 4 {
+            assert_eq!(
+                resp.error_code,
+                kafka_protocol::ResponseError::MemberIdRequired.code()
+            );
+            join.member_id = resp.member_id.clone();
+            resp = roundtrip(&h, ApiKey::JoinGroup, v, &join).await;
+        }
+        assert_eq!(resp.error_code, 0, "JoinGroup v{v}");
+        assert_eq!(resp.generation_id, 1);
+        assert_eq!(resp.leader, resp.member_id);
+        assert_eq!(resp.members.len(), 1);
+        let member = resp.member_id.clone();
+        let sv = v.min(*range(ApiKey::SyncGroup).end());
+        let sync = SyncGroupRequest::default()
+            .with_group_id(group.clone())
+            .with_generation_id(1)
+            .with_member_id(member.clone())
+            .with_assignments(vec![
+                sync_group_request::SyncGroupRequestAssignment::default()
+                    .with_member_id(member.clone())
+                    .with_assignment(Bytes::from_static(b"assignment")),
+            ]);
+        let resp = roundtrip(&h, ApiKey::SyncGroup, sv, &sync).await;
+        assert_eq!(resp.error_code, 0, "SyncGroup v{sv}");
+        assert_eq!(&resp.assignment[..], b"assignment");
+        let hv = v.min(*range(ApiKey::Heartbeat).end());
+        let hb = HeartbeatRequest::default()
+            .with_group_id(group.clone())
+            .with_generation_id(1)
+            .with_member_id(member.clone());
+        assert_eq!(roundtrip(&h, ApiKey::Heartbeat, hv, &hb).await.error_code, 0);
+        let stale = hb.clone().with_generation_id(0);
+        assert_eq!(
+            roundtrip(&h, ApiKey::Heartbeat, hv, &stale).await.error_code,
+            kafka_protocol::ResponseError::IllegalGeneration.code()
+        );
+        let ov = v.clamp(*range(ApiKey::OffsetCommit).start(), *range(ApiKey::OffsetCommit).end());
+        let commit = OffsetCommitRequest::default()
+            .with_group_id(group.clone())
+            .with_generation_id_or_member_epoch(1)
+            .with_member_id(member.clone())
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(name("t"))
+                    .with_partitions(vec![
+                        offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_partition_index(1)
+                            .with_committed_offset(40 + i64::from(v))
+                            .with_committed_metadata(Some(StrBytes::from_static_str("m"))),
+                    ]),
+            ]);
+        let resp = roundtrip(&h, ApiKey::OffsetCommit, ov, &commit).await;
+        assert_eq!(resp.topics[0].partitions[0].error_code, 0, "OffsetCommit v{ov}");
+        let stale = commit.clone().with_generation_id_or_member_epoch(7);
+        let resp = roundtrip(&h, ApiKey::OffsetCommit, ov, &stale).await;
+        assert_eq!(
+            resp.topics[0].partitions[0].error_code,
+            kafka_protocol::ResponseError::IllegalGeneration.code()
+        );
+        for fv in range(ApiKey::OffsetFetch) {
+            let committed = if fv >= 8 {
+                let req = OffsetFetchRequest::default().with_groups(vec![
+                    offset_fetch_request::OffsetFetchRequestGroup::default()
+                        .with_group_id(group.clone())
+                        .with_topics(Some(vec![
+                            offset_fetch_request::OffsetFetchRequestTopics::default()
+                                .with_name(name("t"))
+                                .with_partition_indexes(vec![0, 1]),
+                        ])),
+                ]);
+                let resp = roundtrip(&h, ApiKey::OffsetFetch, fv, &req).await;
+                let p = &resp.groups[0].topics[0].partitions;
+                (p[0].committed_offset, p[1].committed_offset)
+            } else {
+                let req = OffsetFetchRequest::default()
+                    .with_group_id(group.clone())
+                    .with_topics(Some(vec![
+                        offset_fetch_request::OffsetFetchRequestTopic::default()
+                            .with_name(name("t"))
+                            .with_partition_indexes(vec![0, 1]),
+                    ]));
+                let resp = roundtrip(&h, ApiKey::OffsetFetch, fv, &req).await;
+                let p = &resp.topics[0].partitions;
+                (p[0].committed_offset, p[1].committed_offset)
+            };
+            assert_eq!(committed, (-1, 40 + i64::from(v)), "OffsetFetch v{fv}");
+        }
+        for dv in range(ApiKey::DescribeGroups) {
+            let req = DescribeGroupsRequest::default().with_groups(vec![group.clone()]);
+            let resp = roundtrip(&h, ApiKey::DescribeGroups, dv, &req).await;
+            let g = &resp.groups[0];
+            assert_eq!(g.error_code, 0);
+            assert_eq!(g.group_state.as_str(), "Stable");
+            assert_eq!(g.protocol_data.as_str(), "range");
+            assert_eq!(g.members.len(), 1);
+        }
+        for lv in range(ApiKey::ListGroups) {
+            let resp = roundtrip(&h, ApiKey::ListGroups, lv, &ListGroupsRequest::default()).await;
+            assert!(resp.groups.iter().any(|g| g.group_id == group), "ListGroups v{lv}");
+        }
+        // Not empty: cannot be deleted.
+        let del = DeleteGroupsRequest::default().with_groups_names(vec![group.clone()]);
+        let dv = v.min(*range(ApiKey::DeleteGroups).end());
+        assert_eq!(
+            roundtrip(&h, ApiKey::DeleteGroups, dv, &del).await.results[0].error_code,
+            kafka_protocol::ResponseError::NonEmptyGroup.code()
+        );
+        let lv = v.min(*range(ApiKey::LeaveGroup).end());
+        let leave = if lv >= 3 {
+            LeaveGroupRequest::default()
+                .with_group_id(group.clone())
+                .with_members(vec![
+                    leave_group_request::MemberIdentity::default().with_member_id(member.clone()),
+                ])
+        } else {
+            LeaveGroupRequest::default()
+                .with_group_id(group.clone())
+                .with_member_id(member.clone())
+        };
+        let resp = roundtrip(&h, ApiKey::LeaveGroup, lv, &leave).await;
+        assert_eq!(resp.error_code, 0);
+        let od = OffsetDeleteRequest::default()
+            .with_group_id(group.clone())
+            .with_topics(vec![
+                offset_delete_request::OffsetDeleteRequestTopic::default()
+                    .with_name(name("t"))
+                    .with_partitions(vec![
+                        offset_delete_request::OffsetDeleteRequestPartition::default()
+                            .with_partition_index(1),
+                    ]),
+            ]);
+        let resp = roundtrip(&h, ApiKey::OffsetDelete, 0, &od).await;
+        assert_eq!(resp.error_code, 0);
+        assert_eq!(resp.topics[0].partitions[0].error_code, 0);
+        let resp = roundtrip(&h, ApiKey::DeleteGroups, dv, &del).await;
+        assert_eq!(resp.results[0].error_code, 0, "DeleteGroups v{dv}");
+        let resp = roundtrip(&h, ApiKey::DeleteGroups, dv, &del).await;
+        assert_eq!(
+            resp.results[0].error_code,
+            kafka_protocol::ResponseError::GroupIdNotFound.code()
+        );
+    }
+    for v in range(ApiKey::InitProducerId) {
+        let req = InitProducerIdRequest::default().with_transaction_timeout_ms(60_000);
+        let a = roundtrip(&h, ApiKey::InitProducerId, v, &req).await;
+        let b = roundtrip(&h, ApiKey::InitProducerId, v, &req).await;
+        assert_eq!((a.error_code, a.producer_epoch), (0, 0), "InitProducerId v{v}");
+        assert!(a.producer_id.0 >= 0 && b.producer_id.0 > a.producer_id.0);
     }
 }
 

@@ -269,6 +269,52 @@ pub async fn create(
     Ok(created)
 }
 
+/// Creates an internal topic (`__consumer_offsets`) on behalf of its coordinator. The
+/// replication factor is capped at the number of registered brokers. Succeeds if the
+/// topic exists already.
+pub async fn create_internal(
+    broker: &Arc<Broker>,
+    name: &str,
+    partitions: i32,
+    replication_factor: i16,
+    configs: BTreeMap<String, String>,
+) -> Result<(), TopicError> {
+    let md = broker.metadata.current();
+    if md.topics.contains_key(name) {
+        return Ok(());
+    }
+    let rf = replication_factor.min(md.brokers.len().max(1) as i16);
+    if rf < replication_factor {
+        tracing::warn!(
+            topic = name,
+            wanted = replication_factor,
+            brokers = md.brokers.len(),
+            "fewer brokers registered than the internal topic's replication factor; creating it with {rf}"
+        );
+    }
+    let assignments = assign(&md, name, 0, partitions, rf)?;
+    let cmd = MetadataCommand::CreateTopic {
+        name: name.to_string(),
+        id: Uuid::new_v4(),
+        assignments,
+        configs,
+    };
+    match broker.metadata.submit(cmd).await {
+        Ok(md) => {
+            apply_locally(broker, md).await;
+            tracing::info!(
+                topic = name,
+                partitions,
+                replication_factor = rf,
+                "created internal topic"
+            );
+            Ok(())
+        }
+        Err(crate::metadata::MetadataError::TopicExists(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Grows `name` to `count` partitions, placing new replicas unless `assignments` names them.
 pub async fn add_partitions(
     broker: &Arc<Broker>,

@@ -30,7 +30,8 @@ pub async fn run(broker: Arc<Broker>) {
         let replicas = broker.replicas.clone();
         tokio::select! {
             _ = retention.tick() => {
-                let _ = tokio::task::spawn_blocking(move || replicas.apply_retention(now_ms())).await;
+                let expiration = broker.config.producer_id_expiration_ms;
+                let _ = tokio::task::spawn_blocking(move || replicas.apply_retention(now_ms(), expiration)).await;
             }
             _ = flush.tick() => {
                 let _ = tokio::task::spawn_blocking(move || replicas.flush(false)).await;
@@ -57,6 +58,7 @@ pub async fn watch_metadata(broker: Arc<Broker>) {
                 }
                 let md = rx.borrow_and_update().clone();
                 apply_locally(&broker, md).await;
+                crate::group::GroupCoordinator::sync_partitions(&broker).await;
             }
             _ = broker.shutdown.cancelled() => break,
         }

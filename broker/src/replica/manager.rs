@@ -426,8 +426,10 @@ impl ReplicaManager {
         &self.log_dirs
     }
 
-    /// Writes recovery points, log start offsets and high watermarks for every log dir.
-    pub fn write_checkpoints(&self) -> Result<(), ReplicaError> {
+    /// Writes recovery points, log start offsets and high watermarks for every log dir,
+    /// and producer state snapshots where due (`force_snapshots` at shutdown: every
+    /// partition's state as of its log end).
+    pub fn write_checkpoints_with(&self, force_snapshots: bool) -> Result<(), ReplicaError> {
         let _guard = self.checkpoint_lock.lock();
         let partitions = self.all_partitions();
         for root in &self.log_dirs {
@@ -441,11 +443,21 @@ impl ReplicaManager {
                 starts.insert(key.clone(), start);
                 hws.insert(key, p.high_watermark());
             }
+            for p in partitions.iter().filter(|p| &p.log_root == root) {
+                if let Err(e) = p.snapshot_producers(force_snapshots) {
+                    tracing::warn!(topic = %p.topic, partition = p.index, error = %e,
+                        "could not write the producer state snapshot; the next start replays more of the log");
+                }
+            }
             checkpoint::write_offsets(&root.join(RECOVERY_POINT_FILE), &rps)?;
             checkpoint::write_offsets(&root.join(LOG_START_FILE), &starts)?;
             checkpoint::write_offsets(&root.join(HIGH_WATERMARK_FILE), &hws)?;
         }
         Ok(())
+    }
+
+    pub fn write_checkpoints(&self) -> Result<(), ReplicaError> {
+        self.write_checkpoints_with(false)
     }
 
     /// fsyncs every partition that needs it (or, with `force`, has anything unflushed).
@@ -468,9 +480,13 @@ impl ReplicaManager {
         flushed
     }
 
-    /// Applies retention to every partition.
-    pub fn apply_retention(&self, now_ms: i64) {
+    /// Applies retention to every partition and expires idle idempotent producers.
+    pub fn apply_retention(&self, now_ms: i64, producer_expiration_ms: i64) {
         for p in self.all_partitions() {
+            let expired = p.expire_producers(now_ms, producer_expiration_ms);
+            if expired > 0 {
+                tracing::debug!(topic = %p.topic, partition = p.index, expired, "expired idle producer ids");
+            }
             match p.apply_retention(now_ms) {
                 Ok(out) if out.segments_deleted > 0 => {
                     tracing::info!(topic = %p.topic, partition = p.index,

@@ -1,5 +1,6 @@
 //! Partition replicas hosted by this broker.
 
+pub mod cleaner;
 pub mod maintenance;
 pub mod manager;
 pub mod partition;

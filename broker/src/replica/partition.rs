@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::log::partition_log::{self, FlushJob};
+use crate::log::producer_state::ProducerError;
 use crate::log::segment::FileSlice;
 use crate::log::validate::PreparedBatch;
 use crate::log::{AppendInfo, LogConfig, LogError, PartitionLog};
@@ -48,6 +49,10 @@ impl PartitionError {
             PartitionError::Log(LogError::Closed { .. }) => {
                 ResponseError::NotLeaderOrFollower.code()
             }
+            PartitionError::Log(LogError::Producer { source, .. }) => match source {
+                ProducerError::InvalidEpoch { .. } => ResponseError::InvalidProducerEpoch.code(),
+                ProducerError::OutOfOrder { .. } => ResponseError::OutOfOrderSequenceNumber.code(),
+            },
             PartitionError::Log(_) => ResponseError::KafkaStorageError.code(),
         }
     }
@@ -246,6 +251,12 @@ impl Partition {
             let info = log.append(valid.as_slice(), lead.leader_epoch, now_ms)?;
             (info, log.flush_messages_due(), log.log_end_offset())
         };
+        if info.duplicate {
+            return Ok(AppendOutcome {
+                info,
+                flush_due: false,
+            });
+        }
         self.metrics
             .bytes_in
             .fetch_add(info.bytes, Ordering::Relaxed);
@@ -406,6 +417,51 @@ impl Partition {
             return Ok(partition_log::RetentionOutcome::default());
         }
         log.apply_retention(now_ms, hw)
+    }
+
+    /// Writes a producer state snapshot if one is due (see
+    /// [`PartitionLog::producer_snapshot`]). Blocking.
+    pub fn snapshot_producers(&self, force: bool) -> Result<(), LogError> {
+        let pending = {
+            let mut log = self.log.lock();
+            if log.is_closed() || log.is_offline() {
+                return Ok(());
+            }
+            log.producer_snapshot(force)
+        };
+        match pending {
+            Some(s) => s.write().map_err(|source| LogError::Checkpoint {
+                topic: self.topic.clone(),
+                partition: self.index,
+                source,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The log cleaner's next pass over this partition, if one is due.
+    pub fn cleaning_plan(&self, now_ms: i64) -> Option<partition_log::CleaningPlan> {
+        let hw = self.high_watermark();
+        self.log.lock().cleaning_plan(now_ms, hw)
+    }
+
+    /// Swaps in a cleaned segment; see [`PartitionLog::install_cleaned`].
+    pub fn install_cleaned(
+        &self,
+        base: i64,
+        original: &Arc<std::fs::File>,
+        cleaned: Option<crate::log::segment::Segment>,
+    ) -> Result<bool, LogError> {
+        self.log.lock().install_cleaned(base, original, cleaned)
+    }
+
+    pub fn set_first_dirty_offset(&self, offset: i64) -> Result<(), LogError> {
+        self.log.lock().set_first_dirty_offset(offset)
+    }
+
+    /// Drops idle idempotent producers; returns how many.
+    pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.log.lock().expire_producers(now_ms, expiration_ms)
     }
 
     /// (recovery point, log start offset) for checkpoints.
