@@ -255,12 +255,21 @@ impl GroupCoordinator {
                         }
                     }
                     coordinator.loaded.write().insert(p);
-                    tracing::info!(
-                        partition = p,
-                        groups = count,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "loaded groups from __consumer_offsets"
-                    );
+                    let elapsed_ms = started.elapsed().as_millis() as u64;
+                    if count > 0 {
+                        tracing::info!(
+                            partition = p,
+                            groups = count,
+                            elapsed_ms,
+                            "loaded groups from __consumer_offsets"
+                        );
+                    } else {
+                        tracing::debug!(
+                            partition = p,
+                            elapsed_ms,
+                            "loaded __consumer_offsets partition: no groups"
+                        );
+                    }
                 }
                 Ok(Err(e)) => {
                     tracing::error!(partition = p, error = %e,

@@ -507,9 +507,8 @@ async fn metadata_and_admin_apis_at_every_version() {
 }
 
 fn subscription(topic: &str) -> Bytes {
-    let sub = ConsumerProtocolSubscription::default().with_topics(vec![StrBytes::from_string(
-        topic.to_string(),
-    )]);
+    let sub = ConsumerProtocolSubscription::default()
+        .with_topics(vec![StrBytes::from_string(topic.to_string())]);
     let mut b = BytesMut::new();
     b.put_i16(0);
     sub.encode(&mut b, 0).unwrap();
@@ -576,13 +575,21 @@ async fn group_apis_at_every_version() {
             .with_group_id(group.clone())
             .with_generation_id(1)
             .with_member_id(member.clone());
-        assert_eq!(roundtrip(&h, ApiKey::Heartbeat, hv, &hb).await.error_code, 0);
+        assert_eq!(
+            roundtrip(&h, ApiKey::Heartbeat, hv, &hb).await.error_code,
+            0
+        );
         let stale = hb.clone().with_generation_id(0);
         assert_eq!(
-            roundtrip(&h, ApiKey::Heartbeat, hv, &stale).await.error_code,
+            roundtrip(&h, ApiKey::Heartbeat, hv, &stale)
+                .await
+                .error_code,
             kafka_protocol::ResponseError::IllegalGeneration.code()
         );
-        let ov = v.clamp(*range(ApiKey::OffsetCommit).start(), *range(ApiKey::OffsetCommit).end());
+        let ov = v.clamp(
+            *range(ApiKey::OffsetCommit).start(),
+            *range(ApiKey::OffsetCommit).end(),
+        );
         let commit = OffsetCommitRequest::default()
             .with_group_id(group.clone())
             .with_generation_id_or_member_epoch(1)
@@ -598,7 +605,10 @@ async fn group_apis_at_every_version() {
                     ]),
             ]);
         let resp = roundtrip(&h, ApiKey::OffsetCommit, ov, &commit).await;
-        assert_eq!(resp.topics[0].partitions[0].error_code, 0, "OffsetCommit v{ov}");
+        assert_eq!(
+            resp.topics[0].partitions[0].error_code, 0,
+            "OffsetCommit v{ov}"
+        );
         let stale = commit.clone().with_generation_id_or_member_epoch(7);
         let resp = roundtrip(&h, ApiKey::OffsetCommit, ov, &stale).await;
         assert_eq!(
@@ -644,7 +654,10 @@ async fn group_apis_at_every_version() {
         }
         for lv in range(ApiKey::ListGroups) {
             let resp = roundtrip(&h, ApiKey::ListGroups, lv, &ListGroupsRequest::default()).await;
-            assert!(resp.groups.iter().any(|g| g.group_id == group), "ListGroups v{lv}");
+            assert!(
+                resp.groups.iter().any(|g| g.group_id == group),
+                "ListGroups v{lv}"
+            );
         }
         // Not empty: cannot be deleted.
         let del = DeleteGroupsRequest::default().with_groups_names(vec![group.clone()]);
@@ -692,7 +705,11 @@ async fn group_apis_at_every_version() {
         let req = InitProducerIdRequest::default().with_transaction_timeout_ms(60_000);
         let a = roundtrip(&h, ApiKey::InitProducerId, v, &req).await;
         let b = roundtrip(&h, ApiKey::InitProducerId, v, &req).await;
-        assert_eq!((a.error_code, a.producer_epoch), (0, 0), "InitProducerId v{v}");
+        assert_eq!(
+            (a.error_code, a.producer_epoch),
+            (0, 0),
+            "InitProducerId v{v}"
+        );
         assert!(a.producer_id.0 >= 0 && b.producer_id.0 > a.producer_id.0);
     }
 }
