@@ -168,13 +168,9 @@ impl BrokerAdmin for FakeAdmin {
     }
     async fn create_topic(&self, req: CreateTopicRequest) -> Result<TopicDescription, AdminError> {
         self.check(format!("create {}", req.name))?;
-        if req
-            .configs
-            .get("cleanup.policy")
-            .is_some_and(|v| v.contains("compact"))
-        {
+        if req.configs.contains_key("no.such.config") {
             return Err(AdminError::Rejected(
-                "INVALID_CONFIG: log compaction is not supported by this Sluice version".into(),
+                "INVALID_CONFIG: Unknown topic config name: no.such.config".into(),
             ));
         }
         let d = description(
@@ -760,7 +756,7 @@ async fn topic_waits_for_its_cluster_and_reports_broker_errors() {
     task.await.unwrap().unwrap();
 
     *admin.unavailable.lock() = false;
-    let t = test_topic(json!({"clusterRef": "demo", "config": {"cleanup.policy": "compact"}}));
+    let t = test_topic(json!({"clusterRef": "demo", "config": {"no.such.config": "1"}}));
     let task = tokio::spawn(topic::reconcile(Arc::new(t.clone()), ctx));
     expect_topic_prelude(&mut api, &t).await;
     let ev = api.event().await;
