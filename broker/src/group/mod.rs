@@ -226,10 +226,14 @@ impl GroupCoordinator {
             .collect();
         for p in gone {
             coordinator.loaded.write().remove(&p);
-            coordinator
-                .groups
-                .write()
-                .retain(|id, _| records::partition_for(id, n) != p);
+            let not_coordinator = code(ResponseError::NotCoordinator);
+            coordinator.groups.write().retain(|id, g| {
+                let keep = records::partition_for(id, n) != p;
+                if !keep {
+                    g.lock().fail_parked(not_coordinator);
+                }
+                keep
+            });
             tracing::info!(
                 partition = p,
                 "no longer coordinating the groups of __consumer_offsets partition"
@@ -420,10 +424,16 @@ pub async fn run_timers(broker: Arc<Broker>) {
     let expiry_every =
         Duration::from_millis(broker.config.groups.offsets_retention_check_interval_ms);
     let mut last_expiry = Instant::now();
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = broker.shutdown.cancelled() => break,
+        }
+        ticks += 1;
+        if ticks.is_multiple_of(25) {
+            // Retries partitions whose load failed (a no-op when everything is loaded).
+            GroupCoordinator::sync_partitions(&broker).await;
         }
         let limits = GroupCoordinator::limits(&broker);
         let now = Instant::now();

@@ -352,6 +352,16 @@ impl Group {
             let id = p.member_id.clone();
             return self.add_member_and_wait(id, p, now, now_ms, limits);
         }
+        // Fencing first, as Kafka: a zombie that got UNKNOWN_MEMBER_ID would rejoin with
+        // an empty id and fence the live instance in turn.
+        if let Some(instance) = &p.instance_id
+            && self
+                .static_members
+                .get(instance)
+                .is_some_and(|current| *current != p.member_id)
+        {
+            return respond(ResponseError::FencedInstanceId, &p.member_id);
+        }
         if !self.members.contains_key(&p.member_id) {
             return respond(ResponseError::UnknownMemberId, &p.member_id);
         }
@@ -516,11 +526,12 @@ impl Group {
         if !((all_joined && delay_over) || timed_out) {
             return false;
         }
-        // Members that did not rejoin in time leave the group.
+        // Dynamic members that did not rejoin in time leave the group; static ones stay
+        // until their session times out (KIP-345: a restarting instance keeps its place).
         let gone: Vec<String> = self
             .members
             .values()
-            .filter(|m| m.awaiting_join.is_none())
+            .filter(|m| m.awaiting_join.is_none() && m.instance_id.is_none())
             .map(|m| m.id.clone())
             .collect();
         for id in gone {
@@ -809,6 +820,19 @@ impl Group {
         completed && self.state == GroupState::Empty && !was_empty
     }
 
+    /// Answers every parked JoinGroup and SyncGroup with `error` (the coordinator moved
+    /// or the group is gone).
+    pub fn fail_parked(&mut self, error: i16) {
+        for m in self.members.values_mut() {
+            if let Some(tx) = m.awaiting_join.take() {
+                let _ = tx.send(JoinResult::error(error, &m.id));
+            }
+            if let Some(tx) = m.awaiting_sync.take() {
+                let _ = tx.send(SyncResult::error(error));
+            }
+        }
+    }
+
     /// The group's metadata record, as Kafka stores it.
     pub fn to_value(&self) -> GroupValue {
         let protocol = self.protocol.clone().unwrap_or_default();
@@ -873,5 +897,107 @@ impl Group {
         } else {
             GroupState::Stable
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            initial_rebalance_delay: Duration::ZERO,
+            max_size: 100,
+        }
+    }
+
+    fn params(member: &str, instance: Option<&str>) -> JoinParams {
+        JoinParams {
+            member_id: member.into(),
+            instance_id: instance.map(String::from),
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 20_000,
+            rebalance_timeout_ms: 10_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from_static(b"m"))],
+            require_known_member_id: false,
+        }
+    }
+
+    fn joined(o: JoinOutcome) -> JoinResult {
+        match o {
+            JoinOutcome::Respond(r) => r,
+            JoinOutcome::Wait(mut rx) => rx.try_recv().expect("join completed"),
+        }
+    }
+
+    /// Two static members reach Stable; returns their member ids.
+    fn stable_static_group(g: &mut Group, now: Instant) -> (String, String) {
+        let l = limits();
+        let a = g.join(params("", Some("a")), now, 0, &l);
+        let b = g.join(params("", Some("b")), now, 0, &l);
+        // a's join completed alone; it rejoins for the rebalance b caused.
+        let a_first = joined(a);
+        let a2 = g.join(params(&a_first.member_id, Some("a")), now, 0, &l);
+        let (ra, rb) = (joined(a2), joined(b));
+        assert_eq!(ra.generation, rb.generation);
+        let assignments = vec![
+            (ra.member_id.clone(), Bytes::from_static(b"A")),
+            (rb.member_id.clone(), Bytes::from_static(b"B")),
+        ];
+        let gen_ = g.generation;
+        assert!(matches!(
+            g.sync(&ra.member_id, None, gen_, None, None, assignments, now),
+            SyncOutcome::Persist(_)
+        ));
+        g.complete_sync(gen_, 0);
+        assert_eq!(g.state, GroupState::Stable);
+        (ra.member_id, rb.member_id)
+    }
+
+    #[test]
+    fn static_member_rejoins_without_rebalance_and_fences_its_old_id() {
+        let now = Instant::now();
+        let mut g = Group::new("g", 0);
+        let (_a, b) = stable_static_group(&mut g, now);
+        let generation = g.generation;
+        // b restarts: empty member id, same instance id, same metadata.
+        let r = joined(g.join(params("", Some("b")), now, 0, &limits()));
+        assert_eq!(r.error, 0);
+        assert_eq!(r.generation, generation);
+        assert_eq!(g.state, GroupState::Stable);
+        assert_ne!(r.member_id, b);
+        match g.sync(&r.member_id, Some("b"), generation, None, None, vec![], now) {
+            SyncOutcome::Respond(s) => assert_eq!(&s.assignment[..], b"B"),
+            other => panic!("{other:?}"),
+        }
+        // The old incarnation (a zombie) is fenced, not told to rejoin as new.
+        let z = joined(g.join(params(&b, Some("b")), now, 0, &limits()));
+        assert_eq!(z.error, ResponseError::FencedInstanceId.code());
+        assert_eq!(
+            g.heartbeat(&b, Some("b"), generation, now),
+            ResponseError::FencedInstanceId.code()
+        );
+    }
+
+    #[test]
+    fn join_timeout_removes_dynamic_members_but_keeps_static_ones() {
+        let now = Instant::now();
+        let mut g = Group::new("g", 0);
+        let (a, _b) = stable_static_group(&mut g, now);
+        let l = limits();
+        // A dynamic member joins; a rejoins; b (static, restarting) does not.
+        let _c = g.join(params("", None), now, 0, &l);
+        let _a2 = g.join(params(&a, Some("a")), now, 0, &l);
+        assert_eq!(g.state, GroupState::PreparingRebalance);
+        let later = now + Duration::from_secs(11);
+        g.tick(later, 0, &l);
+        assert_eq!(g.state, GroupState::CompletingRebalance);
+        assert!(g.static_members.contains_key("b"), "static member kept");
+        assert_eq!(g.members.len(), 3);
+        // Sessions still expire: b never heartbeats.
+        g.tick(now + Duration::from_secs(21), 0, &l);
+        assert!(!g.static_members.contains_key("b"));
     }
 }

@@ -18,6 +18,7 @@ use bytes::{BufMut, BytesMut};
 use super::batch::{self, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
 use super::partition_log::CleanableSegment;
 use super::records::{self, RecordsError};
+
 use super::segment::{self, Segment, SegmentError};
 use super::validate;
 
@@ -37,6 +38,77 @@ pub enum CleanerError {
     },
     #[error("cannot rewrite batch at offset {offset}: {reason}")]
     Rewrite { offset: i64, reason: String },
+}
+
+/// What the cleaner remembers of a partition (`cleaner-offset-checkpoint`): where the
+/// dirty section starts, when each pass ran (a tombstone's `delete.retention.ms` counts
+/// from the pass that first cleaned it, Kafka's delete horizon), and when the next
+/// retained tombstone may go.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CleanerCheckpoint {
+    pub first_dirty: i64,
+    /// `(dirty end, time)` of past passes, oldest first.
+    pub passes: Vec<(i64, i64)>,
+    /// A retained tombstone becomes removable at this time: clean again then.
+    pub tombstone_due: Option<i64>,
+}
+
+/// Passes remembered; older ones merge into the oldest kept (later time: tombstones stay
+/// a little longer, never shorter).
+const MAX_PASSES: usize = 64;
+
+impl CleanerCheckpoint {
+    pub fn parse(text: &str) -> Self {
+        let mut c = Self::default();
+        for line in text.lines() {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            match parts.as_slice() {
+                ["first_dirty", o] => c.first_dirty = o.parse().unwrap_or(0),
+                ["tombstone_due", t] => c.tombstone_due = t.parse().ok(),
+                ["pass", o, t] => {
+                    if let (Ok(o), Ok(t)) = (o.parse(), t.parse()) {
+                        c.passes.push((o, t));
+                    }
+                }
+                // The first format: just the offset.
+                [o] => c.first_dirty = o.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        c
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = format!("first_dirty {}\n", self.first_dirty);
+        if let Some(t) = self.tombstone_due {
+            s.push_str(&format!("tombstone_due {t}\n"));
+        }
+        for (o, t) in &self.passes {
+            s.push_str(&format!("pass {o} {t}\n"));
+        }
+        s
+    }
+
+    /// When the record at `offset` was first cleaned; `None` if it never was.
+    pub fn first_cleaned(&self, offset: i64) -> Option<i64> {
+        self.passes
+            .iter()
+            .find(|(end, _)| offset < *end)
+            .map(|(_, t)| *t)
+    }
+
+    /// Records a finished pass.
+    pub fn record_pass(&mut self, dirty_end: i64, now_ms: i64, tombstone_due: Option<i64>) {
+        if dirty_end > self.first_dirty {
+            self.passes.push((dirty_end, now_ms));
+            if self.passes.len() > MAX_PASSES {
+                let (_, t) = self.passes.remove(1);
+                self.passes[0].1 = t;
+            }
+            self.first_dirty = dirty_end;
+        }
+        self.tombstone_due = tombstone_due;
+    }
 }
 
 /// Keys of the dirty section and the offset of their latest record. Keys are kept as
@@ -104,13 +176,9 @@ impl Throttle {
     }
 }
 
-fn records_err(offset: i64) -> impl Fn(RecordsError) -> CleanerError {
-    move |source| CleanerError::Records { offset, source }
-}
-
 /// Adds the keys of records in `[from, to)` of `segments` to `map`, stopping early (at a
-/// segment boundary) once the map would exceed `max_entries`. Returns the offset up to
-/// which the map is complete.
+/// batch boundary) once the map holds `max_entries`. Returns the offset up to which the
+/// map is complete.
 pub fn build_offset_map(
     segments: &[CleanableSegment],
     from: i64,
@@ -120,6 +188,7 @@ pub fn build_offset_map(
     throttle: &mut Throttle,
 ) -> Result<i64, CleanerError> {
     let mut complete_to = from;
+    let max_entries = max_entries.max(1);
     for seg in segments {
         if seg.next_offset <= from {
             continue;
@@ -127,12 +196,18 @@ pub fn build_offset_map(
         if seg.base_offset >= to {
             break;
         }
-        if map.len() >= max_entries && complete_to > from {
-            break;
-        }
+        // Full: the map is complete up to the first batch it could not take.
+        let mut full_at: Option<i64> = None;
         segment::for_each_batch(&seg.file, seg.size, READ_CHUNK, |bytes, h| {
+            if full_at.is_some() {
+                return Ok(());
+            }
             throttle.account(bytes.len());
             if h.is_control() || h.next_offset() <= from || h.base_offset >= to {
+                return Ok(());
+            }
+            if map.len() >= max_entries {
+                full_at = Some(h.base_offset.max(from));
                 return Ok(());
             }
             let raw = match records::records_section(h, bytes) {
@@ -154,6 +229,9 @@ pub fn build_offset_map(
             }
             Ok(())
         })?;
+        if let Some(at) = full_at {
+            return Ok(at);
+        }
         complete_to = seg.next_offset.min(to);
     }
     Ok(complete_to)
@@ -167,6 +245,10 @@ pub struct SegmentStats {
     pub tombstones_removed: u64,
     pub bytes_before: u64,
     pub bytes_after: u64,
+    /// Earliest time a tombstone kept by this pass may be removed.
+    pub tombstone_due: Option<i64>,
+    /// Batches kept as they are because their records could not be read.
+    pub unreadable_batches: u64,
 }
 
 /// The result of cleaning one segment.
@@ -184,13 +266,16 @@ pub enum Cleaned {
 /// `map` (records of keys the map does not know are kept: they were cleaned before), and
 /// dropping tombstones whose timestamp is more than `delete_retention_ms` before `now_ms`.
 /// Records without a key are dropped, as in Kafka.
+#[allow(clippy::too_many_arguments)]
 pub fn clean_segment(
     dir: &Path,
     seg: &CleanableSegment,
     map: &OffsetMap,
+    checkpoint: &CleanerCheckpoint,
     now_ms: i64,
     delete_retention_ms: i64,
     index_interval: u64,
+    keep_empty: bool,
     throttle: &mut Throttle,
 ) -> Result<(Cleaned, SegmentStats), CleanerError> {
     let mut out: Option<Segment> = None;
@@ -202,11 +287,19 @@ pub fn clean_segment(
     let mut changed = false;
     let result = segment::for_each_batch(&seg.file, seg.size, READ_CHUNK, |bytes, h| {
         throttle.account(bytes.len());
-        let rewritten = filter_batch(bytes, h, map, now_ms, delete_retention_ms, &mut stats)
-            .map_err(|e| SegmentError::Io {
-                path: format!("batch at offset {}", h.base_offset),
-                source: std::io::Error::other(e.to_string()),
-            })?;
+        let rewritten = filter_batch(
+            bytes,
+            h,
+            map,
+            checkpoint,
+            now_ms,
+            delete_retention_ms,
+            &mut stats,
+        )
+        .map_err(|e| SegmentError::Io {
+            path: format!("batch at offset {}", h.base_offset),
+            source: std::io::Error::other(e.to_string()),
+        })?;
         if !changed && matches!(rewritten, Kept::Whole) {
             return Ok(());
         }
@@ -255,11 +348,12 @@ pub fn clean_segment(
         return Ok((Cleaned::Unchanged, stats));
     };
     stats.bytes_after = s.size();
-    if s.is_empty() {
+    if s.is_empty() && !keep_empty {
         s.discard();
         return Ok((Cleaned::Empty, stats));
     }
-    if let Err(e) = s.prepare_swap(dir) {
+    // The first segment stays even when emptied: its base offset is the log start.
+    if let Err(e) = s.prepare_swap() {
         s.discard();
         return Err(e.into());
     }
@@ -286,6 +380,7 @@ fn filter_batch(
     bytes: &[u8],
     h: &BatchHeader,
     map: &OffsetMap,
+    checkpoint: &CleanerCheckpoint,
     now_ms: i64,
     delete_retention_ms: i64,
     stats: &mut SegmentStats,
@@ -294,22 +389,51 @@ fn filter_batch(
         // Transaction markers carry no keys; they stay.
         return Ok(Kept::Whole);
     }
-    let raw = records::records_section(h, bytes).map_err(records_err(h.base_offset))?;
+    let raw = match records::records_section(h, bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            // Kept as it is rather than failing the partition's cleaning for good.
+            tracing::warn!(base_offset = h.base_offset, error = %e,
+                "cleaner cannot read a batch's records; keeping the batch unchanged");
+            stats.unreadable_batches += 1;
+            return Ok(Kept::Whole);
+        }
+    };
     let mut kept: Vec<&[u8]> = Vec::new();
     let mut total = 0u64;
+    let mut due: Option<i64> = None;
     for r in records::parse_records(h, &raw) {
-        let r = r.map_err(records_err(h.base_offset))?;
+        let Ok(r) = r else {
+            tracing::warn!(
+                base_offset = h.base_offset,
+                "cleaner found a malformed record; keeping the batch unchanged"
+            );
+            stats.unreadable_batches += 1;
+            return Ok(Kept::Whole);
+        };
         total += 1;
         let Some(key) = r.key else { continue };
         let latest = map.latest(key).is_none_or(|o| r.offset >= o);
         if !latest {
             continue;
         }
-        if r.value_is_null && now_ms.saturating_sub(r.timestamp) > delete_retention_ms {
-            stats.tombstones_removed += 1;
-            continue;
+        if r.value_is_null {
+            // Removable once delete.retention.ms has passed since the pass that first
+            // cleaned it; a tombstone cleaned now for the first time stays.
+            let horizon = checkpoint
+                .first_cleaned(r.offset)
+                .unwrap_or(now_ms)
+                .saturating_add(delete_retention_ms);
+            if now_ms > horizon {
+                stats.tombstones_removed += 1;
+                continue;
+            }
+            due = Some(due.map_or(horizon, |d: i64| d.min(horizon)));
         }
         kept.push(r.bytes);
+    }
+    if let Some(d) = due {
+        stats.tombstone_due = Some(stats.tombstone_due.map_or(d, |x| x.min(d)));
     }
     stats.records_read += total;
     stats.records_kept += kept.len() as u64;
@@ -452,8 +576,27 @@ mod tests {
         .unwrap();
         let dir = log.dir().to_path_buf();
         let mut changed = 0;
-        for seg in plan.segments.iter().filter(|s| s.base_offset < to) {
-            let (out, _) = clean_segment(&dir, seg, &map, now, 1_000, 1024, &mut t).unwrap();
+        let mut checkpoint = log.cleaner_checkpoint().clone();
+        let first = plan.segments[0].base_offset;
+        let mut due = None;
+        for seg in plan
+            .segments
+            .iter()
+            .filter(|s| s.base_offset < to.max(plan.first_dirty))
+        {
+            let (out, stats) = clean_segment(
+                &dir,
+                seg,
+                &map,
+                &checkpoint,
+                now,
+                1_000,
+                1024,
+                seg.base_offset == first,
+                &mut t,
+            )
+            .unwrap();
+            due = due.or(stats.tombstone_due);
             let installed = match out {
                 Cleaned::Unchanged => continue,
                 Cleaned::Empty => log.install_cleaned(seg.base_offset, &seg.file, None),
@@ -465,7 +608,8 @@ mod tests {
             assert!(installed);
             changed += 1;
         }
-        log.set_first_dirty_offset(to).unwrap();
+        checkpoint.record_pass(to, now, due);
+        log.set_cleaner_checkpoint(checkpoint);
         changed
     }
 
@@ -593,8 +737,26 @@ mod tests {
         .unwrap();
         // Crash 1: the first segment's swap is prepared but not installed.
         let seg = &plan.segments[0];
-        let (out, _) = clean_segment(log.dir(), seg, &map, 5_000, 1_000, 1024, &mut t).unwrap();
-        assert!(matches!(out, Cleaned::Replacement(_)));
+        let checkpoint = CleanerCheckpoint::default();
+        let (out, _) = clean_segment(
+            log.dir(),
+            seg,
+            &map,
+            &checkpoint,
+            5_000,
+            1_000,
+            1024,
+            true,
+            &mut t,
+        )
+        .unwrap();
+        let Cleaned::Replacement(mut out) = out else {
+            panic!("expected a replacement")
+        };
+        // The commit point: renamed to .swap (as install does first), then a crash.
+        let swap = segment::swap_path(log.dir(), seg.base_offset);
+        std::fs::rename(out.log_path(), &swap).unwrap();
+        let _ = &mut out;
         // Crash 2: a half-written cleaned file of the second segment.
         if let Some(seg2) = plan.segments.get(1) {
             let mut s = Segment::create_cleaned(log.dir(), seg2.base_offset).unwrap();

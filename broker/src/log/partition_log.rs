@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::batch::{BatchHeader, stamp_prefix};
-use super::checkpoint::{self, CheckpointError, sync_dir};
+use super::checkpoint::{CheckpointError, sync_dir};
 use super::config::LogConfig;
 use super::epoch_cache::LeaderEpochCache;
 use super::producer_state::{PendingSnapshot, ProducerError, ProducerStateManager, SequenceCheck};
@@ -139,8 +139,8 @@ pub struct PartitionLog {
     /// its old path any more.
     closed: bool,
     producers: ProducerStateManager,
-    /// The log cleaner's position: offsets below it were compacted at least once.
-    first_dirty_offset: i64,
+    /// The log cleaner's position and pass history.
+    cleaner: super::cleaner::CleanerCheckpoint,
 }
 
 /// A sealed segment handed to the log cleaner, read outside the log lock.
@@ -294,7 +294,9 @@ impl PartitionLog {
                 segments.insert(base, seg);
                 break;
             }
-            if !is_last && seg.is_empty() {
+            // An empty first segment is kept: the cleaner empties one rather than remove
+            // it, so its base offset stays the log start.
+            if !is_last && seg.is_empty() && i > 0 {
                 // Nothing to serve; keeping it would only stall retention.
                 segment::delete_files(dir, base).map_err(seg_err)?;
                 report.segments_removed += 1;
@@ -350,11 +352,13 @@ impl PartitionLog {
             offline: false,
             closed: false,
             producers: ProducerStateManager::empty(dir),
-            first_dirty_offset: std::fs::read_to_string(dir.join(CLEANER_CHECKPOINT))
-                .ok()
-                .and_then(|t| t.trim().parse::<i64>().ok())
-                .unwrap_or(0)
-                .min(log_end),
+            cleaner: {
+                let mut c = super::cleaner::CleanerCheckpoint::parse(
+                    &std::fs::read_to_string(dir.join(CLEANER_CHECKPOINT)).unwrap_or_default(),
+                );
+                c.first_dirty = c.first_dirty.min(log_end);
+                c
+            },
         };
         if report.segments_scanned > 0 {
             // What recovery validated becomes the new recovery point once it is on disk.
@@ -490,7 +494,8 @@ impl PartitionLog {
             return None;
         }
         let active_base = self.active()?.base_offset();
-        let first_dirty = self.first_dirty_offset.max(self.log_start_offset);
+        let first_dirty = self.cleaner.first_dirty.max(self.log_start_offset);
+        let tombstones_due = self.cleaner.tombstone_due.is_some_and(|t| now_ms >= t);
         let lag = self.config.min_compaction_lag_ms;
         let mut segments = Vec::new();
         let (mut clean_bytes, mut dirty_bytes) = (0u64, 0u64);
@@ -519,16 +524,17 @@ impl PartitionLog {
                 size,
             });
         }
-        if dirty_bytes == 0 {
+        if dirty_bytes == 0 && !tombstones_due {
             return None;
         }
-        let ratio = dirty_bytes as f64 / (clean_bytes + dirty_bytes) as f64;
+        let total = (clean_bytes + dirty_bytes).max(1);
+        let ratio = dirty_bytes as f64 / total as f64;
         let overdue = oldest_dirty_ts
             .is_some_and(|ts| now_ms.saturating_sub(ts) > self.config.max_compaction_lag_ms);
-        if ratio < self.config.min_cleanable_dirty_ratio && !overdue {
+        if ratio < self.config.min_cleanable_dirty_ratio && !overdue && !tombstones_due {
             return None;
         }
-        segments.retain(|s| s.base_offset < dirty_end);
+        segments.retain(|s| s.base_offset < dirty_end.max(first_dirty));
         Some(CleaningPlan {
             segments,
             first_dirty,
@@ -572,18 +578,18 @@ impl PartitionLog {
         Ok(true)
     }
 
-    /// Records that everything below `offset` has been compacted.
-    pub fn set_first_dirty_offset(&mut self, offset: i64) -> Result<(), LogError> {
-        self.first_dirty_offset = offset;
-        checkpoint::write_atomic(
-            &self.dir.join(CLEANER_CHECKPOINT),
-            offset.to_string().as_bytes(),
-        )
-        .map_err(|e| self.checkpoint_err(e))
+    pub fn cleaner_checkpoint(&self) -> &super::cleaner::CleanerCheckpoint {
+        &self.cleaner
     }
 
-    pub fn first_dirty_offset(&self) -> i64 {
-        self.first_dirty_offset
+    /// Takes a finished pass's state; the caller has written it to
+    /// [`PartitionLog::cleaner_checkpoint_path`] (outside the lock).
+    pub fn set_cleaner_checkpoint(&mut self, c: super::cleaner::CleanerCheckpoint) {
+        self.cleaner = c;
+    }
+
+    pub fn cleaner_checkpoint_path(&self) -> PathBuf {
+        self.dir.join(CLEANER_CHECKPOINT)
     }
 
     /// Drops producers idle for `producer.id.expiration.ms`.

@@ -264,23 +264,23 @@ impl Segment {
         })
     }
 
-    /// Seals a cleaned segment and makes it durable, then renames its log to
-    /// `<base>.log.swap`: from here on, recovery completes the swap (see
-    /// [`complete_swap`]).
-    pub fn prepare_swap(&mut self, dir: &Path) -> Result<(), SegmentError> {
+    /// Seals a cleaned segment and makes it durable, still under its `.cleaned` names.
+    pub fn prepare_swap(&mut self) -> Result<(), SegmentError> {
         self.seal()?;
-        self.sync_handles().sync()?;
-        let swap = swap_path(dir, self.base_offset);
-        std::fs::rename(&self.log_path, &swap).map_err(|e| io_err(&swap, e))?;
-        crate::log::checkpoint::sync_dir(dir).map_err(|e| io_err(dir, e))?;
-        self.log_path = swap;
-        Ok(())
+        self.sync_handles().sync()
     }
 
-    /// Puts a prepared cleaned segment in place of the original: the old indexes go first,
-    /// so a crash in between leaves no index describing the wrong file.
+    /// Puts a prepared cleaned segment in place of the original. Called under the log
+    /// lock after checking the original is still there, so a segment removed meanwhile
+    /// (retention, DeleteRecords, truncation) can never come back. The `.swap` rename is
+    /// the commit point (recovery completes a `.swap`, see [`complete_swap`]); the old
+    /// indexes go before the log is replaced, so no index ever describes the wrong file.
     pub fn install(&mut self, dir: &Path) -> Result<(), SegmentError> {
         let base = self.base_offset;
+        let swap = swap_path(dir, base);
+        std::fs::rename(&self.log_path, &swap).map_err(|e| io_err(&swap, e))?;
+        self.log_path = swap;
+        crate::log::checkpoint::sync_dir(dir).map_err(|e| io_err(dir, e))?;
         for ext in ["index", "timeindex"] {
             let p = file_path(dir, base, ext);
             if let Err(e) = std::fs::remove_file(&p)
@@ -292,13 +292,15 @@ impl Segment {
         let log_path = file_path(dir, base, "log");
         std::fs::rename(&self.log_path, &log_path).map_err(|e| io_err(&log_path, e))?;
         self.log_path = log_path;
-        let index_path = file_path(dir, base, "index");
-        std::fs::rename(&self.index_path, &index_path).map_err(|e| io_err(&index_path, e))?;
-        self.index_path = index_path;
-        let time_index_path = file_path(dir, base, "timeindex");
-        std::fs::rename(&self.time_index_path, &time_index_path)
-            .map_err(|e| io_err(&time_index_path, e))?;
-        self.time_index_path = time_index_path;
+        // An empty segment has no index files; missing indexes are rebuilt at open.
+        let move_index = |from: &Path, to: PathBuf| match std::fs::rename(from, &to) {
+            Ok(()) => Ok(to),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(to),
+            Err(e) => Err(io_err(&to, e)),
+        };
+        self.index_path = move_index(&self.index_path, file_path(dir, base, "index"))?;
+        self.time_index_path =
+            move_index(&self.time_index_path, file_path(dir, base, "timeindex"))?;
         crate::log::checkpoint::sync_dir(dir).map_err(|e| io_err(dir, e))?;
         Ok(())
     }
@@ -708,34 +710,41 @@ pub fn for_each_batch(
     chunk: usize,
     mut f: impl FnMut(&[u8], &BatchHeader) -> Result<(), SegmentError>,
 ) -> Result<(), SegmentError> {
+    let read_err = |e: std::io::Error| SegmentError::Io {
+        path: "segment being cleaned".into(),
+        source: e,
+    };
+    let corrupt = |pos: u64, why: String| SegmentError::Io {
+        path: "segment being cleaned".into(),
+        source: std::io::Error::other(format!("unreadable batch at position {pos}: {why}")),
+    };
     let mut pos = 0u64;
     let mut buf = Vec::new();
     while pos < size {
-        let want = chunk.min((size - pos) as usize);
+        let want = chunk.max(HEADER_LEN).min((size - pos) as usize);
         buf.resize(want, 0);
-        file.read_exact_at(&mut buf, pos)
-            .map_err(|e| SegmentError::Io {
-                path: "segment being cleaned".into(),
-                source: e,
-            })?;
+        file.read_exact_at(&mut buf, pos).map_err(read_err)?;
         let mut used = 0usize;
         while used < buf.len() {
             let rest = &buf[used..];
-            let Ok(h) = BatchHeader::parse(rest) else {
-                if rest.len() >= HEADER_LEN || pos + (used + rest.len()) as u64 >= size {
-                    return Ok(());
-                }
-                break;
+            let at = pos + used as u64;
+            let h = match BatchHeader::parse(rest) {
+                Ok(h) => h,
+                // The header continues in the next chunk.
+                Err(BatchError::Truncated { .. }) if used > 0 => break,
+                Err(e) => return Err(corrupt(at, e.to_string())),
             };
+            if h.size() as u64 > size - at {
+                return Err(corrupt(
+                    at,
+                    format!("batch of {} bytes runs past the end", h.size()),
+                ));
+            }
             if h.size() > rest.len() {
                 if used == 0 {
                     // A batch larger than the chunk: read it whole.
                     let mut big = vec![0u8; h.size()];
-                    file.read_exact_at(&mut big, pos)
-                        .map_err(|e| SegmentError::Io {
-                            path: "segment being cleaned".into(),
-                            source: e,
-                        })?;
+                    file.read_exact_at(&mut big, at).map_err(read_err)?;
                     f(&big, &h)?;
                     used = h.size();
                 }
@@ -743,9 +752,6 @@ pub fn for_each_batch(
             }
             f(&rest[..h.size()], &h)?;
             used += h.size();
-        }
-        if used == 0 {
-            return Ok(());
         }
         pos += used as u64;
     }

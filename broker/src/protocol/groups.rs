@@ -869,6 +869,9 @@ async fn delete_one(ctx: &RequestContext, group_id: &str) -> i16 {
     };
     match stored {
         Ok(()) => {
+            group
+                .lock()
+                .fail_parked(code(ResponseError::GroupIdNotFound));
             broker.groups.remove_group(group_id);
             0
         }

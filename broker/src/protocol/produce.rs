@@ -64,6 +64,17 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> (ProduceRespon
                 ));
                 continue;
             };
+            if crate::protocol::metadata::is_internal(name) {
+                any_error = true;
+                tracing::warn!(topic = %name, client = ctx.client(), peer = %ctx.peer,
+                    "refused produce to an internal topic");
+                partitions.push(error_response(
+                    index,
+                    ResponseError::InvalidTopicException.code(),
+                    Some(format!("Cannot append to internal topic {name}")),
+                ));
+                continue;
+            }
             if !matches!(acks, -1..=1) {
                 any_error = true;
                 partitions.push(error_response(

@@ -3,6 +3,7 @@
 //! are read and rewritten outside the partition lock, which is only taken to swap a
 //! finished segment in.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,13 +45,24 @@ pub async fn run(broker: Arc<Broker>) {
     }
 }
 
+/// How long a partition whose cleaning failed is left alone before it is tried again,
+/// so one bad partition does not stop the others from being cleaned.
+const FAILED_BACKOFF: Duration = Duration::from_secs(600);
+
+/// Partitions whose cleaning failed, and when.
+type FailedPartitions = parking_lot::Mutex<HashMap<(Arc<str>, i32), Instant>>;
+
+static FAILED: std::sync::LazyLock<FailedPartitions> = std::sync::LazyLock::new(Default::default);
+
 /// Cleans the partition with the highest dirty ratio. Returns whether one was cleaned.
 pub fn clean_dirtiest(broker: &Broker) -> bool {
     let now = now_ms();
+    FAILED.lock().retain(|_, at| at.elapsed() < FAILED_BACKOFF);
     let best = broker
         .replicas
         .all_partitions()
         .into_iter()
+        .filter(|p| !FAILED.lock().contains_key(&(p.topic.clone(), p.index)))
         .filter_map(|p| p.cleaning_plan(now).map(|plan| (p, plan)))
         .max_by(|a, b| a.1.dirty_ratio.total_cmp(&b.1.dirty_ratio));
     let Some((p, plan)) = best else {
@@ -71,7 +83,11 @@ pub fn clean_dirtiest(broker: &Broker) -> bool {
         }
         Err(e) => {
             broker.metrics.cleaner_error();
+            FAILED
+                .lock()
+                .insert((p.topic.clone(), p.index), Instant::now());
             tracing::error!(topic = %p.topic, partition = p.index, error = %e,
+                retry_in_s = FAILED_BACKOFF.as_secs(),
                 "log cleaning failed; the partition keeps its uncleaned segments and is retried later");
             false
         }
@@ -104,7 +120,14 @@ pub fn clean_partition(
         &mut throttle,
     )?;
     let mut stats = PassStats::default();
-    for seg in plan.segments.iter().filter(|s| s.base_offset < mapped_to) {
+    let mut checkpoint = p.cleaner_checkpoint();
+    let first_base = plan.segments.first().map(|s| s.base_offset);
+    let mut tombstone_due: Option<i64> = None;
+    for seg in plan
+        .segments
+        .iter()
+        .filter(|s| s.base_offset < mapped_to.max(plan.first_dirty))
+    {
         if cancelled() {
             return Ok(stats);
         }
@@ -112,11 +135,16 @@ pub fn clean_partition(
             &dir,
             seg,
             &map,
+            &checkpoint,
             now,
             config.delete_retention_ms,
             config.index_interval_bytes,
+            Some(seg.base_offset) == first_base,
             &mut throttle,
         )?;
+        if let Some(d) = s.tombstone_due {
+            tombstone_due = Some(tombstone_due.map_or(d, |x: i64| x.min(d)));
+        }
         stats.records_removed += s.records_read - s.records_kept;
         stats.bytes_before += s.bytes_before;
         stats.bytes_after += s.bytes_after;
@@ -140,7 +168,9 @@ pub fn clean_partition(
             tombstones_removed = s.tombstones_removed, bytes_before = s.bytes_before,
             bytes_after = s.bytes_after, "cleaned segment");
     }
-    p.set_first_dirty_offset(mapped_to)
+    // Tombstones in segments this pass left unchanged keep their earlier due time.
+    checkpoint.record_pass(mapped_to, now, tombstone_due);
+    p.set_cleaner_checkpoint(checkpoint)
         .map_err(|e| cleaner::CleanerError::Rewrite {
             offset: mapped_to,
             reason: e.to_string(),

@@ -455,8 +455,25 @@ impl Partition {
         self.log.lock().install_cleaned(base, original, cleaned)
     }
 
-    pub fn set_first_dirty_offset(&self, offset: i64) -> Result<(), LogError> {
-        self.log.lock().set_first_dirty_offset(offset)
+    pub fn cleaner_checkpoint(&self) -> crate::log::cleaner::CleanerCheckpoint {
+        self.log.lock().cleaner_checkpoint().clone()
+    }
+
+    /// Persists a finished cleaning pass (the file is written outside the log lock).
+    pub fn set_cleaner_checkpoint(
+        &self,
+        c: crate::log::cleaner::CleanerCheckpoint,
+    ) -> Result<(), LogError> {
+        let path = self.log.lock().cleaner_checkpoint_path();
+        crate::log::checkpoint::write_atomic(&path, c.render().as_bytes()).map_err(|source| {
+            LogError::Checkpoint {
+                topic: self.topic.clone(),
+                partition: self.index,
+                source,
+            }
+        })?;
+        self.log.lock().set_cleaner_checkpoint(c);
+        Ok(())
     }
 
     /// Drops idle idempotent producers; returns how many.
