@@ -198,6 +198,38 @@ pub fn find_record(
     Ok(None)
 }
 
+/// Whether every record of a batch has a key, reading with streaming decompression
+/// (bounded by [`MAX_DECOMPRESSED`]) and without materialising the records.
+pub fn all_records_have_keys(header: &BatchHeader, batch: &Bytes) -> Result<bool, RecordsError> {
+    let mut r = Counting {
+        inner: BufReader::with_capacity(
+            16 * 1024,
+            records_reader(header, batch, MAX_DECOMPRESSED)?,
+        ),
+        read: 0,
+    };
+    for _ in 0..header.records_count.max(0) {
+        let len = r.varlong()?;
+        if len < 3 {
+            return Err(RecordsError::Malformed("record length too small"));
+        }
+        let start = r.read;
+        r.byte()?
+            .ok_or(RecordsError::Malformed("truncated record"))?;
+        let _timestamp_delta = r.varlong()?;
+        let _offset_delta = r.varlong()?;
+        if r.varlong()? < 0 {
+            return Ok(false);
+        }
+        let consumed = r.read - start;
+        let remaining = (len as u64)
+            .checked_sub(consumed)
+            .ok_or(RecordsError::Malformed("record shorter than its fields"))?;
+        r.skip(remaining)?;
+    }
+    Ok(true)
+}
+
 /// One record inside a decompressed records section, borrowed.
 #[derive(Debug, Clone, Copy)]
 pub struct RawRecord<'a> {

@@ -105,17 +105,13 @@ pub fn prepare(
 /// Compacted topics keep the latest record per key: a record without a key could never
 /// be compacted, so Kafka refuses it.
 fn check_keys(b: &PreparedBatch) -> Result<(), ValidationError> {
-    let raw = records::records_section(&b.header, &b.bytes)
-        .map_err(|e| ValidationError::InvalidRecord(e.to_string()))?;
-    for r in records::parse_records(&b.header, &raw) {
-        let r = r.map_err(|e| ValidationError::InvalidRecord(e.to_string()))?;
-        if r.key.is_none() {
-            return Err(ValidationError::InvalidRecord(
-                "Compacted topic cannot accept message without key".into(),
-            ));
-        }
+    match records::all_records_have_keys(&b.header, &b.bytes) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ValidationError::InvalidRecord(
+            "Compacted topic cannot accept message without key".into(),
+        )),
+        Err(e) => Err(ValidationError::InvalidRecord(e.to_string())),
     }
-    Ok(())
 }
 
 fn check_timestamps(
