@@ -27,7 +27,9 @@ process_delay (seconds slept between logging a batch and committing it: the
 so no test can leave one behind).
 """
 
+import faulthandler
 import json
+import logging
 import os
 import signal
 import sys
@@ -44,6 +46,12 @@ def main():
 
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    # The test sends SIGUSR1 before giving up on a group: every thread's stack goes to
+    # this member's .out file, so a hung client can be told from a broker that did not answer.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    # Client warnings and errors (kafka-python logs through `logging`) go to the .out file.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     deadline = time.monotonic() + cfg.get("max_runtime", 240)
     run = run_confluent if cfg["client"] == "confluent" else run_kafka_python
     run(cfg, emit, lambda: bool(stop) or time.monotonic() >= deadline)
@@ -121,6 +129,14 @@ def run_kafka_python(cfg, emit, should_stop):
         conf["partition_assignment_strategy"] = [assignors[a] for a in cfg["assignors"]]
     conf.update(cfg.get("conf", {}))
     c = KafkaConsumer(**conf)
+    # Have the topic's partitions in the client's metadata before joining. A kafka-python
+    # 3.0 leader that joins before its first metadata response assigns without them
+    # ("No partition metadata for topic"), then, under CPU load, occasionally goes silent
+    # (no heartbeat, no FindCoordinator, no JoinGroup) until its session expires: seen with
+    # broker debug logs showing every JoinGroup/SyncGroup answered.
+    deadline = time.monotonic() + 30
+    while not c.partitions_for_topic(topic) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
     class Listener(ConsumerRebalanceListener):
         def on_partitions_revoked(self, revoked):

@@ -211,6 +211,10 @@ def wait_stable(a, group, live, topic, partitions, timeout=60):
                     and by_broker == reported and union == set(range(partitions))):
                 break
         if time.monotonic() >= deadline:
+            for m in live:
+                if m.alive():
+                    m.proc.send_signal(signal.SIGUSR1)  # stack dump into its .out file
+            time.sleep(0.5)
             raise AssertionError(f"group {group} never settled with members {sorted(m.name for m in live)} "
                                  f"owning all {partitions} partitions within {timeout}s; last: {last}")
         time.sleep(0.2)

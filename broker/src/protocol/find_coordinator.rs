@@ -104,6 +104,8 @@ async fn find(ctx: &RequestContext, key: &str, key_type: i8) -> Found {
 }
 
 pub async fn handle(ctx: &RequestContext, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+    tracing::debug!(client = ctx.client(), peer = %ctx.peer, key = %req.key,
+        keys = req.coordinator_keys.len(), key_type = req.key_type, "FindCoordinator");
     if ctx.version >= 4 {
         let mut coordinators = Vec::with_capacity(req.coordinator_keys.len());
         for key in req.coordinator_keys {

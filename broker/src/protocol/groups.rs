@@ -141,13 +141,12 @@ pub async fn join(ctx: &RequestContext, req: JoinGroupRequest) -> JoinGroupRespo
             }
         }
     };
-    if result.error == 0 {
-        if result.leader == result.member_id && !result.members.is_empty() {
-            broker.metrics.group_rebalances.inc();
-        }
-    } else if result.error != code(ResponseError::MemberIdRequired) {
-        tracing::debug!(group = %group_id, client = ctx.client(), error_code = result.error, "JoinGroup failed");
+    if result.error == 0 && result.leader == result.member_id && !result.members.is_empty() {
+        broker.metrics.group_rebalances.inc();
     }
+    tracing::debug!(group = %group_id, client = ctx.client(), member = %result.member_id,
+        generation = result.generation, leader = %result.leader, members = result.members.len(),
+        error_code = result.error, "JoinGroup answered");
     join_response(ctx, result)
 }
 
@@ -200,7 +199,11 @@ pub async fn sync(ctx: &RequestContext, req: SyncGroupRequest) -> SyncGroupRespo
         (o, g.generation, timeout)
     };
     let rx = match outcome {
-        SyncOutcome::Respond(r) => return sync_response(ctx, r),
+        SyncOutcome::Respond(r) => {
+            tracing::debug!(group = %group_id, member = %member_id, generation = req.generation_id,
+                error_code = r.error, assignment_bytes = r.assignment.len(), "SyncGroup answered at once");
+            return sync_response(ctx, r);
+        }
         SyncOutcome::Wait(rx) => rx,
         SyncOutcome::Persist(rx) => {
             let record = group_record(&group.lock());
@@ -229,6 +232,8 @@ pub async fn sync(ctx: &RequestContext, req: SyncGroupRequest) -> SyncGroupRespo
         },
         _ = broker.shutdown.cancelled() => SyncResult::error(code(ResponseError::NotCoordinator)),
     };
+    tracing::debug!(group = %group_id, member = %member_id, generation, error_code = r.error,
+        assignment_bytes = r.assignment.len(), "SyncGroup answered");
     sync_response(ctx, r)
 }
 
@@ -247,6 +252,10 @@ pub fn heartbeat(ctx: &RequestContext, req: HeartbeatRequest) -> HeartbeatRespon
             ),
         },
     };
+    if c != 0 {
+        tracing::debug!(group = %group_id, member = %req.member_id, generation = req.generation_id,
+            error_code = c, "Heartbeat refused");
+    }
     HeartbeatResponse::default().with_error_code(c)
 }
 
