@@ -154,14 +154,23 @@ impl<R: BufRead> Counting<R> {
     }
 }
 
-/// Calls `visit(offset, timestamp)` for each record of a batch until it returns true;
-/// returns that record's (offset, timestamp). Only the length, attributes, timestamp and
-/// offset delta of each record are read; keys, values and headers are skipped.
-pub fn find_record(
+/// The leading fields of a record, as the streaming walker reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RecordHead {
+    offset: i64,
+    timestamp: i64,
+    /// -1 for a null key.
+    key_len: i64,
+}
+
+/// Walks the records of a batch with streaming decompression (bounded by
+/// [`MAX_DECOMPRESSED`]), reading only each record's length, timestamp and offset deltas
+/// and key length, until `visit` returns true; returns that record.
+fn walk(
     header: &BatchHeader,
     batch: &Bytes,
-    mut visit: impl FnMut(i64, i64) -> bool,
-) -> Result<Option<(i64, i64)>, RecordsError> {
+    mut visit: impl FnMut(&RecordHead) -> bool,
+) -> Result<Option<RecordHead>, RecordsError> {
     let mut r = Counting {
         inner: BufReader::with_capacity(
             16 * 1024,
@@ -180,14 +189,18 @@ pub fn find_record(
             .ok_or(RecordsError::Malformed("truncated record"))?;
         let timestamp_delta = r.varlong()?;
         let offset_delta = r.varlong()?;
-        let offset = header.base_offset.saturating_add(offset_delta);
-        let timestamp = if header.is_log_append_time() {
-            header.max_timestamp
-        } else {
-            header.base_timestamp.saturating_add(timestamp_delta)
+        let key_len = r.varlong()?;
+        let head = RecordHead {
+            offset: header.base_offset.saturating_add(offset_delta),
+            timestamp: if header.is_log_append_time() {
+                header.max_timestamp
+            } else {
+                header.base_timestamp.saturating_add(timestamp_delta)
+            },
+            key_len,
         };
-        if visit(offset, timestamp) {
-            return Ok(Some((offset, timestamp)));
+        if visit(&head) {
+            return Ok(Some(head));
         }
         let consumed = r.read - start;
         let remaining = (len as u64)
@@ -198,36 +211,19 @@ pub fn find_record(
     Ok(None)
 }
 
-/// Whether every record of a batch has a key, reading with streaming decompression
-/// (bounded by [`MAX_DECOMPRESSED`]) and without materialising the records.
+/// Calls `visit(offset, timestamp)` for each record of a batch until it returns true;
+/// returns that record's (offset, timestamp). Keys, values and headers are skipped.
+pub fn find_record(
+    header: &BatchHeader,
+    batch: &Bytes,
+    mut visit: impl FnMut(i64, i64) -> bool,
+) -> Result<Option<(i64, i64)>, RecordsError> {
+    Ok(walk(header, batch, |h| visit(h.offset, h.timestamp))?.map(|h| (h.offset, h.timestamp)))
+}
+
+/// Whether every record of a batch has a key, without materialising the records.
 pub fn all_records_have_keys(header: &BatchHeader, batch: &Bytes) -> Result<bool, RecordsError> {
-    let mut r = Counting {
-        inner: BufReader::with_capacity(
-            16 * 1024,
-            records_reader(header, batch, MAX_DECOMPRESSED)?,
-        ),
-        read: 0,
-    };
-    for _ in 0..header.records_count.max(0) {
-        let len = r.varlong()?;
-        if len < 3 {
-            return Err(RecordsError::Malformed("record length too small"));
-        }
-        let start = r.read;
-        r.byte()?
-            .ok_or(RecordsError::Malformed("truncated record"))?;
-        let _timestamp_delta = r.varlong()?;
-        let _offset_delta = r.varlong()?;
-        if r.varlong()? < 0 {
-            return Ok(false);
-        }
-        let consumed = r.read - start;
-        let remaining = (len as u64)
-            .checked_sub(consumed)
-            .ok_or(RecordsError::Malformed("record shorter than its fields"))?;
-        r.skip(remaining)?;
-    }
-    Ok(true)
+    Ok(walk(header, batch, |h| h.key_len < 0)?.is_none())
 }
 
 /// One record inside a decompressed records section, borrowed.
