@@ -1219,3 +1219,28 @@ def test_group_requests_out_of_turn_get_kafka_errors(broker_factory):
     finally:
         a.close()
         c.close()
+
+
+@pytest.mark.timeout(90)
+def test_offsets_of_a_deleted_topic_are_removed(broker_factory):
+    """Committed offsets of a topic go when the topic is deleted, as in Kafka, and stay
+    gone after a restart (tombstones in __consumer_offsets); offsets of other topics of
+    the same group stay."""
+    b = broker_factory(overrides=GROUP_OVERRIDES)
+    a = admin(b)
+    create_topic(b, "doomed-t", 2)
+    create_topic(b, "kept-t", 1)
+    group = "deleted-topic-group"
+    fut = a.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, [
+        TopicPartition("doomed-t", 0, 5), TopicPartition("doomed-t", 1, 7), TopicPartition("kept-t", 0, 3)])],
+        request_timeout=15)[group]
+    fut.result(20)
+    assert listed_offsets(a, group, "doomed-t", [0, 1]) == {0: 5, 1: 7}
+    a.delete_topics(["doomed-t"], operation_timeout=15)["doomed-t"].result(20)
+    assert wait_for(lambda: fetch_offset(b.port, group, "doomed-t")[0] == -1, 15), \
+        "the offsets of the deleted topic are still committed"
+    assert fetch_offset(b.port, group, "kept-t")[0] == 3
+    b.stop()
+    b.start()
+    assert fetch_offset(b.port, group, "doomed-t")[0] == -1
+    assert fetch_offset(b.port, group, "kept-t")[0] == 3

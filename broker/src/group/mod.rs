@@ -443,17 +443,22 @@ pub async fn run_timers(broker: Arc<Broker>) {
         if expire {
             last_expiry = now;
         }
+        // Every 5 s: committed offsets of deleted topics go, as Kafka removes them.
+        let md = ticks.is_multiple_of(25).then(|| broker.metadata.current());
         for g in broker.groups.all_groups() {
             let (became_empty, record, partition, expired) = {
                 let mut g = g.lock();
                 let became_empty = g.tick(now, now_wall, &limits);
                 *states.entry(g.state.name()).or_default() += 1;
                 let partition = GroupCoordinator::partition_for(&broker, &g.id);
-                let expired = if expire {
+                let mut expired = if expire {
                     expire_offsets(&mut g, now_wall, broker.config.groups.offsets_retention_ms)
                 } else {
                     Vec::new()
                 };
+                if let Some(md) = &md {
+                    expired.extend(offsets_of_deleted_topics(&mut g, md));
+                }
                 (
                     became_empty,
                     became_empty.then(|| group_record(&g)),
@@ -493,6 +498,28 @@ pub async fn run_timers(broker: Arc<Broker>) {
                 .set(states.get(state).copied().unwrap_or(0));
         }
     }
+}
+
+/// Removes committed offsets of topics that no longer exist; returns their tombstones.
+fn offsets_of_deleted_topics(
+    g: &mut Group,
+    md: &crate::metadata::ClusterMetadata,
+) -> Vec<OffsetsRecord> {
+    let gone: Vec<(String, i32)> = g
+        .offsets
+        .keys()
+        .filter(|(t, _)| !md.topics.contains_key(t))
+        .cloned()
+        .collect();
+    let id = g.id.clone();
+    gone.into_iter()
+        .map(|(t, p)| {
+            g.offsets.remove(&(t.clone(), p));
+            tracing::info!(group = %id, topic = %t, partition = p,
+                "removing the committed offset of a deleted topic");
+            offset_record(&id, &t, p, None)
+        })
+        .collect()
 }
 
 /// Kafka's offset expiry: offsets of a group without members expire `offsets.retention`
