@@ -12,12 +12,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::ResponseError;
-use kafka_protocol::indexmap::IndexMap;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
 use parking_lot::{Mutex, RwLock};
 
 use crate::broker::{Broker, now_ms};
@@ -125,40 +122,20 @@ impl GroupCoordinator {
             return Err(code(ResponseError::NotCoordinator));
         };
         let now = now_ms();
-        let recs: Vec<Record> = records
+        let plain: Vec<crate::log::batch::PlainRecord> = records
             .iter()
-            .enumerate()
-            .map(|(i, (k, v))| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // Keeps the batch's base sequence at -1: not an idempotent batch.
-                sequence: i as i32 - 1,
-                timestamp: now,
-                key: Some(k.clone()),
-                value: v.clone(),
-                headers: IndexMap::new(),
-            })
+            .map(|(k, v)| (now, Some(k.clone()), v.clone()))
             .collect();
-        let mut buf = BytesMut::new();
-        let encoded = RecordBatchEncoder::encode(
-            &mut buf,
-            recs.iter(),
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        );
-        let bytes = buf.freeze();
-        let header = match encoded.ok().and_then(|()| check_produced(&bytes).ok()) {
-            Some(h) => h,
-            None => {
-                tracing::error!(partition, "cannot encode a __consumer_offsets batch");
+        let encoded = crate::log::batch::encode_batch(&plain, Compression::None);
+        let checked = encoded.map_err(|e| e.to_string()).and_then(|b| {
+            check_produced(&b)
+                .map(|h| (b, h))
+                .map_err(|e| e.to_string())
+        });
+        let (bytes, header) = match checked {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(partition, error = %e, "cannot encode a __consumer_offsets batch");
                 return Err(code(ResponseError::UnknownServerError));
             }
         };

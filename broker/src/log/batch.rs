@@ -263,13 +263,54 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// One record for [`encode_batch`]: timestamp, key, value (`None` value: a tombstone).
+pub type PlainRecord = (i64, Option<bytes::Bytes>, Option<bytes::Bytes>);
+
+/// Encodes records as one v2 batch without producer id or sequence (not idempotent), as
+/// a plain client would: the broker's own writes (`__consumer_offsets`) and tests.
+pub fn encode_batch(
+    records: &[PlainRecord],
+    compression: kafka_protocol::records::Compression,
+) -> Result<bytes::Bytes, String> {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let recs: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (timestamp, key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // kafka-protocol groups records into one batch while offset - sequence is
+            // constant; this keeps the batch's base sequence at -1 (no idempotence).
+            sequence: i as i32 - 1,
+            timestamp: *timestamp,
+            key: key.clone(),
+            value: value.clone(),
+            headers: kafka_protocol::indexmap::IndexMap::new(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        recs.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(buf.freeze())
+}
+
 #[cfg(test)]
 pub(crate) mod test_util {
-    use bytes::{Bytes, BytesMut};
-    use kafka_protocol::indexmap::IndexMap;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use bytes::Bytes;
+    use kafka_protocol::records::Compression;
 
     /// Builds a real v2 batch with the kafka-protocol encoder, as a client would.
     pub fn make_batch(count: usize, timestamp: i64, value_len: usize) -> Bytes {
@@ -282,36 +323,16 @@ pub(crate) mod test_util {
         value_len: usize,
         compression: Compression,
     ) -> Bytes {
-        let records: Vec<Record> = (0..count)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // kafka-protocol groups records into one batch while offset - sequence is
-                // constant; this keeps the batch's base sequence at -1 (no idempotence).
-                sequence: i as i32 - 1,
-                timestamp: timestamp + i as i64,
-                key: Some(Bytes::from(format!("key-{i}"))),
-                value: Some(Bytes::from(vec![b'v'; value_len])),
-                headers: IndexMap::new(),
+        let records: Vec<super::PlainRecord> = (0..count)
+            .map(|i| {
+                (
+                    timestamp + i as i64,
+                    Some(Bytes::from(format!("key-{i}"))),
+                    Some(Bytes::from(vec![b'v'; value_len])),
+                )
             })
             .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            records.iter(),
-            &RecordEncodeOptions {
-                version: 2,
-                compression,
-            },
-        )
-        .expect("encode batch");
-        buf.freeze()
+        super::encode_batch(&records, compression).expect("encode batch")
     }
 }
 

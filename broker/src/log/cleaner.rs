@@ -467,11 +467,7 @@ mod tests {
     use std::sync::Arc;
 
     use bytes::Bytes;
-    use kafka_protocol::indexmap::IndexMap;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-        TimestampType,
-    };
+    use kafka_protocol::records::{Compression, RecordBatchDecoder};
 
     use super::*;
     use crate::log::batch::{check_produced, check_stored, split_batches};
@@ -479,36 +475,11 @@ mod tests {
 
     /// One batch of (key, value) records; `None` values are tombstones.
     fn batch(records: &[(String, Option<String>)], ts: i64, codec: Compression) -> Bytes {
-        let recs: Vec<Record> = records
+        let plain: Vec<crate::log::batch::PlainRecord> = records
             .iter()
-            .enumerate()
-            .map(|(i, (k, v))| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32 - 1,
-                timestamp: ts,
-                key: Some(Bytes::from(k.clone())),
-                value: v.clone().map(Bytes::from),
-                headers: IndexMap::new(),
-            })
+            .map(|(k, v)| (ts, Some(Bytes::from(k.clone())), v.clone().map(Bytes::from)))
             .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            recs.iter(),
-            &RecordEncodeOptions {
-                version: 2,
-                compression: codec,
-            },
-        )
-        .unwrap();
-        buf.freeze()
+        crate::log::batch::encode_batch(&plain, codec).unwrap()
     }
 
     fn config() -> LogConfig {
