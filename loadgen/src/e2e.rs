@@ -13,14 +13,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use bytes::{BufMut, Bytes, BytesMut};
 use hdrhistogram::Histogram;
-use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, FetchResponse, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
 };
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
@@ -659,21 +658,12 @@ async fn produce_at_rate(
             value.extend_from_slice(&filler);
             let batch = records.entry(partition).or_default();
             let i = batch.len();
-            batch.push(Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32 - 1,
-                timestamp: (due_us / 1000) as i64,
-                key: None,
-                value: Some(value.freeze()),
-                headers: IndexMap::new(),
-            });
+            batch.push(produce::plain_record(
+                i,
+                (due_us / 1000) as i64,
+                None,
+                value.freeze(),
+            ));
         }
         let mut batches = Vec::with_capacity(records.len());
         let mut counts = Vec::with_capacity(records.len());
@@ -729,20 +719,10 @@ mod tests {
         let records: Vec<Record> = values
             .iter()
             .enumerate()
-            .map(|(i, v)| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: base + i as i64,
-                sequence: i as i32 - 1,
-                timestamp: 0,
-                key: None,
-                value: Some(Bytes::from(v.clone())),
-                headers: IndexMap::new(),
+            .map(|(i, v)| {
+                let mut r = produce::plain_record(i, 0, None, Bytes::from(v.clone()));
+                r.offset = base + i as i64;
+                r
             })
             .collect();
         let mut buf = BytesMut::new();

@@ -56,28 +56,39 @@ pub fn payload(len: usize, seed: u64) -> Bytes {
     Bytes::from(v)
 }
 
+/// A record without producer id or sequence (not idempotent) at position `index` of
+/// its batch. The sequence keeps the batch's base sequence at -1: kafka-protocol groups
+/// records into one batch while offset - sequence is constant.
+pub fn plain_record(index: usize, timestamp: i64, key: Option<Bytes>, value: Bytes) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: index as i64,
+        sequence: index as i32 - 1,
+        timestamp,
+        key,
+        value: Some(value),
+        headers: IndexMap::new(),
+    }
+}
+
 fn build_batch(opts: &ProduceOpts, partition: i32) -> anyhow::Result<(Bytes, u64)> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as i64;
     let records: Vec<Record> = (0..opts.batch_records)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32 - 1,
-            timestamp: now,
-            key: Some(Bytes::from(format!("key-{partition:04}-{i:06}"))),
-            value: Some(payload(
-                opts.record_size,
-                (partition as u64) << 32 | i as u64,
-            )),
-            headers: IndexMap::new(),
+        .map(|i| {
+            plain_record(
+                i,
+                now,
+                Some(Bytes::from(format!("key-{partition:04}-{i:06}"))),
+                payload(opts.record_size, (partition as u64) << 32 | i as u64),
+            )
         })
         .collect();
     let payload_bytes = records

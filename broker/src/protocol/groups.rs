@@ -824,7 +824,6 @@ pub fn describe(ctx: &RequestContext, req: DescribeGroupsRequest) -> DescribeGro
 }
 
 pub async fn delete(ctx: &RequestContext, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
-    let broker = &ctx.broker;
     let mut results = Vec::with_capacity(req.groups_names.len());
     for id in &req.groups_names {
         let c = delete_one(ctx, &id.0).await;
@@ -837,7 +836,6 @@ pub async fn delete(ctx: &RequestContext, req: DeleteGroupsRequest) -> DeleteGro
                 .with_error_code(c),
         );
     }
-    let _ = broker;
     DeleteGroupsResponse::default().with_results(results)
 }
 
