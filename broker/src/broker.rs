@@ -24,6 +24,8 @@ pub struct Broker {
     pub started: std::time::Instant,
     pub producer_ids: crate::producer_ids::ProducerIdManager,
     pub groups: crate::group::GroupCoordinator,
+    /// Tiered storage; `None` when `remote.log.storage.system.enable` is false.
+    pub tier: Option<Arc<crate::tiered::TierManager>>,
     ready: AtomicBool,
 }
 
@@ -56,8 +58,14 @@ impl Broker {
             started: std::time::Instant::now(),
             producer_ids: Default::default(),
             groups: crate::group::GroupCoordinator::default(),
+            tier: None,
             ready: AtomicBool::new(false),
         }
+    }
+
+    pub fn with_tier(mut self, tier: Option<Arc<crate::tiered::TierManager>>) -> Self {
+        self.tier = tier;
+        self
     }
 
     /// Ready once listeners are bound and this broker is registered; false again while

@@ -13,3 +13,4 @@ pub mod producer_ids;
 pub mod protocol;
 pub mod replica;
 pub mod server;
+pub mod tiered;

@@ -228,13 +228,17 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
             }
         })
         .collect();
-    let broker = Arc::new(Broker::new(
-        config.clone(),
-        dirs.cluster_id.clone(),
-        store.clone(),
-        replicas.clone(),
-        metrics,
-    ));
+    let tier = open_tier(&config, &dirs.cluster_id, &replicas, &metrics)?;
+    let broker = Arc::new(
+        Broker::new(
+            config.clone(),
+            dirs.cluster_id.clone(),
+            store.clone(),
+            replicas.clone(),
+            metrics,
+        )
+        .with_tier(tier.clone()),
+    );
     store
         .submit(MetadataCommand::RegisterBroker(BrokerRegistration {
             id: node_id,
@@ -267,6 +271,9 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
     tasks.spawn(sluice_broker::replica::cleaner::run(broker.clone()));
     tasks.spawn(sluice_broker::group::run_timers(broker.clone()));
     tasks.spawn(maintenance::watch_metadata(broker.clone()));
+    if let Some(tier) = tier {
+        tasks.spawn(tier.run(broker.clone()));
+    }
     let http_task = tokio::spawn(http::serve(
         http_listener,
         http::router(broker.clone(), registry),
@@ -319,6 +326,40 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
     .context("final checkpoint failed")?;
     drop(dirs);
     Ok(())
+}
+
+/// Opens the object store when tiered storage is on. A bad URL or credentials file stops
+/// the broker; an unreachable store does not (uploads wait and retry).
+fn open_tier(
+    config: &BrokerConfig,
+    cluster_id: &str,
+    replicas: &Arc<ReplicaManager>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Option<Arc<sluice_broker::tiered::TierManager>>> {
+    if !config.remote.enable {
+        return Ok(None);
+    }
+    let opened = sluice_broker::tiered::store::open(&config.remote)
+        .context("opening remote storage (remote.log.storage.url)")?;
+    let deletions = replicas
+        .remote_deletions()
+        .context("tiered storage is enabled but the replica manager keeps no deletion list")?;
+    let cache_dir = config.log_dirs[0].join("remote-log-cache");
+    let tier = sluice_broker::tiered::TierManager::new(
+        opened,
+        config.remote.clone(),
+        cluster_id.to_string(),
+        &cache_dir,
+        deletions,
+        metrics.clone(),
+    )
+    .with_context(|| {
+        format!(
+            "preparing the remote chunk cache in {}",
+            cache_dir.display()
+        )
+    })?;
+    Ok(Some(Arc::new(tier)))
 }
 
 async fn wait_for_signal() {

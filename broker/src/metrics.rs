@@ -54,6 +54,14 @@ pub struct Metrics {
     pub group_rebalances: Counter,
     pub group_offset_commits: Counter,
     pub groups: Family<StateLabel, Gauge>,
+    pub remote_upload_bytes: Counter,
+    pub remote_upload_segments: Counter,
+    pub remote_deleted_segments: Counter,
+    pub remote_fetch_bytes: Counter,
+    pub remote_fetch_duration: Histogram,
+    pub remote_cache_hits: Counter,
+    pub remote_cache_misses: Counter,
+    pub remote_errors: Family<ReasonLabel, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -79,6 +87,14 @@ impl Default for Metrics {
             group_rebalances: Counter::default(),
             group_offset_commits: Counter::default(),
             groups: Family::default(),
+            remote_upload_bytes: Counter::default(),
+            remote_upload_segments: Counter::default(),
+            remote_deleted_segments: Counter::default(),
+            remote_fetch_bytes: Counter::default(),
+            remote_fetch_duration: latency_histogram(),
+            remote_cache_hits: Counter::default(),
+            remote_cache_misses: Counter::default(),
+            remote_errors: Family::default(),
         }
     }
 }
@@ -90,6 +106,13 @@ impl Metrics {
             .inc_by(s.segments_rewritten + s.segments_removed);
         self.cleaner_bytes_reclaimed
             .inc_by(s.bytes_before.saturating_sub(s.bytes_after));
+    }
+
+    /// Counts a remote storage failure (`reason` from `TierError::reason`).
+    pub fn remote_error(&self, reason: &'static str) {
+        self.remote_errors
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     pub fn cleaner_error(&self) {
@@ -191,6 +214,46 @@ impl Metrics {
             "groups",
             "Consumer groups coordinated by this broker, by state",
             self.groups.clone(),
+        );
+        r.register(
+            "remote_upload_bytes",
+            "Segment bytes uploaded to remote storage",
+            self.remote_upload_bytes.clone(),
+        );
+        r.register(
+            "remote_upload_segments",
+            "Segments uploaded to remote storage",
+            self.remote_upload_segments.clone(),
+        );
+        r.register(
+            "remote_deleted_segments",
+            "Remote segments deleted by retention or DeleteRecords",
+            self.remote_deleted_segments.clone(),
+        );
+        r.register(
+            "remote_fetch_bytes",
+            "Bytes read from remote storage (chunks and indexes)",
+            self.remote_fetch_bytes.clone(),
+        );
+        r.register(
+            "remote_fetch_duration_seconds",
+            "Latency of one ranged read from remote storage",
+            self.remote_fetch_duration.clone(),
+        );
+        r.register(
+            "remote_cache_hits",
+            "Remote chunk reads served from the local chunk cache",
+            self.remote_cache_hits.clone(),
+        );
+        r.register(
+            "remote_cache_misses",
+            "Remote chunk reads that went to the object store",
+            self.remote_cache_misses.clone(),
+        );
+        r.register(
+            "remote_errors",
+            "Remote storage failures, by reason (unreachable, missing_object, corrupt_object, bad_manifest, local_io); the log names the object",
+            self.remote_errors.clone(),
         );
         r.register_collector(Box::new(PartitionCollector { replicas }));
         r
@@ -295,9 +358,11 @@ impl EncodeMetric for CounterValue {
 impl Collector for PartitionCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let partitions = self.replicas.all_partitions();
-        let mut rows: Vec<(&str, i32, [i64; 8])> = Vec::with_capacity(partitions.len());
+        let now = crate::broker::now_ms();
+        let mut rows: Vec<(&str, i32, [i64; 12])> = Vec::with_capacity(partitions.len());
         for p in &partitions {
             let (start, end, size, segments) = p.gauges();
+            let remote = p.remote_view();
             rows.push((
                 &p.topic,
                 p.index,
@@ -310,10 +375,17 @@ impl Collector for PartitionCollector {
                     p.metrics.bytes_in.load(Ordering::Relaxed) as i64,
                     p.metrics.bytes_out.load(Ordering::Relaxed) as i64,
                     p.metrics.messages_in.load(Ordering::Relaxed) as i64,
+                    remote.size_bytes as i64,
+                    remote.segments as i64,
+                    remote.lag_bytes as i64,
+                    remote
+                        .lag_since_ms
+                        .map(|since| (now - since).max(0) / 1000)
+                        .unwrap_or(0),
                 ],
             ));
         }
-        let families: [(&str, &str, MetricType); 8] = [
+        let families: [(&str, &str, MetricType); 12] = [
             (
                 "partition_log_end_offset",
                 "Next offset to be written",
@@ -353,6 +425,26 @@ impl Collector for PartitionCollector {
                 "partition_messages_in",
                 "Records appended",
                 MetricType::Counter,
+            ),
+            (
+                "partition_remote_size_bytes",
+                "Bytes of the partition's segments in remote storage",
+                MetricType::Gauge,
+            ),
+            (
+                "partition_remote_segments",
+                "Segments of the partition in remote storage",
+                MetricType::Gauge,
+            ),
+            (
+                "partition_remote_upload_lag_bytes",
+                "Local bytes not yet in remote storage (remote storage enabled only)",
+                MetricType::Gauge,
+            ),
+            (
+                "partition_remote_upload_lag_seconds",
+                "How long the oldest sealed, committed segment has waited for upload",
+                MetricType::Gauge,
             ),
         ];
         for (i, (name, help, ty)) in families.iter().enumerate() {

@@ -24,7 +24,9 @@ class Broker:
     def __init__(self, workdir: Path, overrides=None):
         self.workdir = workdir
         self.data_dir = workdir / "data"
-        self.overrides = dict(overrides or {})
+        # Tiered storage goes to a directory of this broker's own unless a test says
+        # otherwise (the built-in default is relative to the working directory).
+        self.overrides = {"remote.log.storage.url": str(workdir / "remote"), **(overrides or {})}
         self.proc = None
         self.port = None
         self.http_port = None

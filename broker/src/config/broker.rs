@@ -65,6 +65,10 @@ impl StaticConfig {
         self.str(name)
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
     }
+
+    pub fn remote_storage_system_enabled(&self) -> bool {
+        self.bool("remote.log.storage.system.enable")
+    }
 }
 
 /// One `NAME://host:port` entry of `listeners` / `advertised.listeners`.
@@ -163,6 +167,7 @@ pub struct BrokerConfig {
     pub groups: GroupSettings,
     pub cleaner: CleanerSettings,
     pub producer_id_expiration_ms: i64,
+    pub remote: RemoteSettings,
     pub statics: StaticConfig,
     /// Problems worth a log line but not a refusal to start (unknown keys).
     pub warnings: Vec<String>,
@@ -191,6 +196,29 @@ pub struct CleanerSettings {
     pub backoff_ms: u64,
     pub dedupe_buffer_size: u64,
     pub io_max_bytes_per_second: u64,
+}
+
+/// Tiered storage settings (`remote.log.*`).
+#[derive(Debug, Clone)]
+pub struct RemoteSettings {
+    pub enable: bool,
+    pub url: String,
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    pub s3_path_style: bool,
+    pub s3_credentials_file: Option<PathBuf>,
+    pub upload_part_size: usize,
+    pub task_interval_ms: u64,
+    pub copier_threads: usize,
+    pub copy_max_bytes_per_second: u64,
+    pub retry_backoff_ms: u64,
+    pub retry_backoff_max_ms: u64,
+    pub reader_threads: usize,
+    pub fetch_max_wait_ms: u64,
+    pub chunk_size: u64,
+    pub readahead_chunks: u64,
+    pub cache_size_bytes: u64,
+    pub index_cache_size_bytes: u64,
 }
 
 /// Inputs to [`BrokerConfig::load`], in increasing precedence.
@@ -381,6 +409,36 @@ impl BrokerConfig {
                 io_max_bytes_per_second: statics.int("log.cleaner.io.max.bytes.per.second")?,
             },
             producer_id_expiration_ms: statics.int("producer.id.expiration.ms")?,
+            remote: RemoteSettings {
+                enable: statics.bool("remote.log.storage.system.enable"),
+                url: statics.str("remote.log.storage.url").unwrap_or_default(),
+                s3_endpoint: statics
+                    .str("remote.log.storage.s3.endpoint")
+                    .filter(|v| !v.trim().is_empty()),
+                s3_region: statics
+                    .str("remote.log.storage.s3.region")
+                    .filter(|v| !v.trim().is_empty()),
+                s3_path_style: statics.bool("remote.log.storage.s3.path.style.access"),
+                s3_credentials_file: statics
+                    .str("remote.log.storage.s3.credentials.file")
+                    .filter(|v| !v.trim().is_empty())
+                    .map(PathBuf::from),
+                upload_part_size: statics.int("remote.log.storage.upload.part.size.bytes")?,
+                task_interval_ms: statics.int("remote.log.manager.task.interval.ms")?,
+                copier_threads: statics.int("remote.log.manager.copier.thread.pool.size")?,
+                copy_max_bytes_per_second: statics
+                    .int("remote.log.manager.copy.max.bytes.per.second")?,
+                retry_backoff_ms: statics.int("remote.log.manager.task.retry.backoff.ms")?,
+                retry_backoff_max_ms: statics
+                    .int("remote.log.manager.task.retry.backoff.max.ms")?,
+                reader_threads: statics.int("remote.log.reader.threads")?,
+                fetch_max_wait_ms: statics.int("remote.fetch.max.wait.ms")?,
+                chunk_size: statics.int("remote.log.reader.chunk.size.bytes")?,
+                readahead_chunks: statics.int("remote.log.reader.readahead.chunks")?,
+                cache_size_bytes: statics.int("remote.log.reader.cache.size.bytes")?,
+                index_cache_size_bytes: statics
+                    .int("remote.log.index.file.cache.total.size.bytes")?,
+            },
             statics,
             warnings,
         })

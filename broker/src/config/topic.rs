@@ -179,6 +179,18 @@ impl ConfigLayers<'_> {
                 .unwrap_or(d.min_cleanable_dirty_ratio),
             min_compaction_lag_ms: long("min.compaction.lag.ms", d.min_compaction_lag_ms),
             max_compaction_lag_ms: long("max.compaction.lag.ms", d.max_compaction_lag_ms),
+            remote_storage: self.statics.remote_storage_system_enabled()
+                && get("remote.storage.enable")
+                    .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+                && !policy.contains(&"compact"),
+            local_retention_ms: match long("local.retention.ms", -2) {
+                -2 => long("retention.ms", d.retention_ms),
+                v => v,
+            },
+            local_retention_bytes: match long("local.retention.bytes", -2) {
+                -2 => long("retention.bytes", d.retention_bytes),
+                v => v,
+            },
         }
     }
 }
@@ -191,6 +203,33 @@ pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), 
             return Err(format!("Unknown topic config name: {name}"));
         };
         defs::validate(&t.def, value)?;
+    }
+    let long = |name: &str| configs.get(name).and_then(|v| v.trim().parse::<i64>().ok());
+    let remote = configs
+        .get("remote.storage.enable")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    if remote
+        && configs
+            .get("cleanup.policy")
+            .is_some_and(|p| p.split(',').any(|x| x.trim() == "compact"))
+    {
+        return Err(
+            "remote.storage.enable=true is not supported with cleanup.policy=compact".into(),
+        );
+    }
+    for (local, total) in [
+        ("local.retention.ms", "retention.ms"),
+        ("local.retention.bytes", "retention.bytes"),
+    ] {
+        if let (Some(l), Some(t)) = (long(local), long(total))
+            && l >= 0
+            && t >= 0
+            && l > t
+        {
+            return Err(format!(
+                "{local}={l} must not exceed {total}={t}: local data is a subset of the log"
+            ));
+        }
     }
     Ok(())
 }

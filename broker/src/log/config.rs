@@ -51,6 +51,12 @@ pub struct LogConfig {
     pub min_compaction_lag_ms: i64,
     /// `max.compaction.lag.ms`
     pub max_compaction_lag_ms: i64,
+    /// `remote.storage.enable` (and the broker's tiered storage switched on).
+    pub remote_storage: bool,
+    /// `local.retention.ms`, with -2 resolved to `retention.ms`.
+    pub local_retention_ms: i64,
+    /// `local.retention.bytes`, with -2 resolved to `retention.bytes`.
+    pub local_retention_bytes: i64,
 }
 
 /// Target codec of `compression.type`.
@@ -103,6 +109,9 @@ impl Default for LogConfig {
             min_cleanable_dirty_ratio: 0.5,
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
+            remote_storage: false,
+            local_retention_ms: 7 * 24 * 3_600_000,
+            local_retention_bytes: -1,
         }
     }
 }

@@ -114,6 +114,10 @@ impl LeaderEpochCache {
         }
     }
 
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
     pub fn persist(&self) -> Result<(), CheckpointError> {
         let mut s = format!("0\n{}\n", self.entries.len());
         for (e, o) in &self.entries {

@@ -91,6 +91,15 @@ impl OffsetIndex {
         self.persisted = self.persisted.min(keep);
     }
 
+    /// Every entry in the on-disk format: what a tiered segment uploads.
+    pub fn encode_all(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.entries.len() * 8);
+        for e in &self.entries {
+            Self::encode_entry(*e, &mut out);
+        }
+        out
+    }
+
     pub fn encode_entry(entry: (u32, u32), out: &mut Vec<u8>) {
         out.extend_from_slice(&entry.0.to_be_bytes());
         out.extend_from_slice(&entry.1.to_be_bytes());
@@ -209,6 +218,15 @@ impl TimeIndex {
         let keep = self.entries.partition_point(|&(_, r)| i64::from(r) < rel);
         self.entries.truncate(keep);
         self.persisted = self.persisted.min(keep);
+    }
+
+    /// Every entry in the on-disk format: what a tiered segment uploads.
+    pub fn encode_all(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.entries.len() * 12);
+        for e in &self.entries {
+            Self::encode_entry(*e, &mut out);
+        }
+        out
     }
 
     pub fn encode_entry(entry: (i64, u32), out: &mut Vec<u8>) {

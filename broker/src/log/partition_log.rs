@@ -143,6 +143,20 @@ pub struct PartitionLog {
     cleaner: super::cleaner::CleanerCheckpoint,
 }
 
+/// A sealed segment to upload to the remote tier, read outside the log lock.
+#[derive(Debug, Clone)]
+pub struct UploadSource {
+    pub base_offset: i64,
+    pub end_offset: i64,
+    pub file: Arc<std::fs::File>,
+    pub size: u64,
+    pub index: Vec<u8>,
+    pub time_index: Vec<u8>,
+    pub max_timestamp: i64,
+    pub offset_of_max_timestamp: i64,
+    pub epochs: Vec<(i32, i64)>,
+}
+
 /// A sealed segment handed to the log cleaner, read outside the log lock.
 #[derive(Debug, Clone)]
 pub struct CleanableSegment {
@@ -841,17 +855,27 @@ impl PartitionLog {
     }
 
     /// Applies `retention.ms` and `retention.bytes`, never deleting past `limit` (the
-    /// high watermark).
+    /// high watermark). With remote storage, `uploaded_end` (one past the last offset the
+    /// manifest confirms) bounds deletion too and `local.retention.*` applies instead: a
+    /// segment leaves the disk only once it is safely in the bucket.
     pub fn apply_retention(
         &mut self,
         now_ms: i64,
         limit: i64,
+        uploaded_end: Option<i64>,
     ) -> Result<RetentionOutcome, LogError> {
         if !self.config.delete {
             return Ok(RetentionOutcome::default());
         }
-        let retention_ms = self.config.retention_ms;
-        let retention_bytes = self.config.retention_bytes;
+        let (retention_ms, retention_bytes, limit) = if self.config.remote_storage {
+            (
+                self.config.local_retention_ms,
+                self.config.local_retention_bytes,
+                limit.min(uploaded_end.unwrap_or(i64::MIN)),
+            )
+        } else {
+            (self.config.retention_ms, self.config.retention_bytes, limit)
+        };
         let total = self.size;
         self.delete_segments_while(limit, |_, s, deleted_so_far| {
             let expired =
@@ -910,6 +934,85 @@ impl PartitionLog {
             }
         }
         Ok(outcome)
+    }
+
+    /// Drops every local segment and starts an empty log at `offset`: the remote tier
+    /// already holds everything below it (a broker whose disk was lost, or one far behind
+    /// the bucket). `epochs` are the leader epochs the remote tier recorded.
+    pub fn reset_to(&mut self, offset: i64, epochs: &[(i32, i64)]) -> Result<(), LogError> {
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        for base in bases {
+            if let Some(seg) = self.segments.remove(&base) {
+                seg.delete().map_err(|e| self.seg_err(e))?;
+            }
+        }
+        let seg = Segment::create(&self.dir, offset).map_err(|e| self.seg_err(e))?;
+        self.segments.insert(offset, seg);
+        self.size = 0;
+        self.log_start_offset = offset;
+        self.recovery_point = offset;
+        self.unflushed_messages = 0;
+        self.pending_sync.clear();
+        self.epoch_cache.clear();
+        for (epoch, start) in epochs {
+            self.epoch_cache.assign(*epoch, *start);
+        }
+        self.epoch_cache
+            .persist()
+            .map_err(|e| self.checkpoint_err(e))?;
+        self.rebuild_producer_state()?;
+        sync_dir(&self.dir).map_err(|source| LogError::Io {
+            path: self.dir.display().to_string(),
+            source,
+        })
+    }
+
+    /// The oldest sealed segment at or after `from` wholly below `limit` (the high
+    /// watermark): the next one to upload. Blocking only for the in-memory index copy.
+    pub fn upload_candidate(&self, from: i64, limit: i64) -> Option<UploadSource> {
+        let last = self.segments.keys().next_back().copied();
+        let seg = self
+            .segments
+            .values()
+            .find(|s| s.base_offset() >= from && Some(s.base_offset()) != last)?;
+        if seg.next_offset() > limit || seg.is_empty() {
+            return None;
+        }
+        let (file, size) = seg.file();
+        let (index, time_index) = seg.encoded_indexes();
+        let (base, next) = (seg.base_offset(), seg.next_offset());
+        let entries = self.epoch_cache.entries();
+        let mut epochs: Vec<(i32, i64)> = entries
+            .iter()
+            .rev()
+            .find(|(_, start)| *start <= base)
+            .map(|(e, _)| vec![(*e, base)])
+            .unwrap_or_default();
+        epochs.extend(
+            entries
+                .iter()
+                .filter(|(_, start)| *start > base && *start < next),
+        );
+        Some(UploadSource {
+            base_offset: base,
+            end_offset: next,
+            file,
+            size,
+            index,
+            time_index,
+            max_timestamp: seg.max_timestamp(),
+            offset_of_max_timestamp: seg.offset_of_max_timestamp(),
+            epochs,
+        })
+    }
+
+    /// Bytes of local segments holding offsets at or after `from`: the upload lag.
+    pub fn bytes_from(&self, from: i64) -> u64 {
+        self.segments
+            .values()
+            .filter(|s| s.next_offset() > from)
+            .map(|s| s.size())
+            .sum()
     }
 
     /// Removes everything at and after `offset` (a follower diverged from its leader, or
@@ -1201,13 +1304,13 @@ mod tests {
         let segs = log.segment_count();
         let leo = log.log_end_offset();
         // Nothing is older than a day relative to "now" = 2_000.
-        let out = log.apply_retention(2_000, leo).unwrap();
+        let out = log.apply_retention(2_000, leo, None).unwrap();
         assert_eq!(out, RetentionOutcome::default());
 
         let mut config = small_segments();
         config.retention_bytes = 8192;
         log.set_config(config.clone());
-        let out = log.apply_retention(2_000, leo).unwrap();
+        let out = log.apply_retention(2_000, leo, None).unwrap();
         assert!(out.segments_deleted > 0);
         assert!(log.size_bytes() <= 8192 + 4096);
         assert!(log.size_bytes() >= 8192);
@@ -1222,7 +1325,7 @@ mod tests {
         config.retention_bytes = -1;
         config.retention_ms = 10;
         log.set_config(config);
-        log.apply_retention(1_000_000, leo).unwrap();
+        log.apply_retention(1_000_000, leo, None).unwrap();
         assert_eq!(log.log_start_offset(), leo);
         assert_eq!(log.log_end_offset(), leo);
         assert_eq!(log.size_bytes(), 0);
@@ -1244,7 +1347,7 @@ mod tests {
         append_batch(&mut log, 1, now_ms(), 100);
         let now = now_ms();
         assert_eq!(
-            log.apply_retention(now, log.log_end_offset())
+            log.apply_retention(now, log.log_end_offset(), None)
                 .unwrap()
                 .segments_deleted,
             0
@@ -1258,7 +1361,9 @@ mod tests {
                 .set_modified(old)
                 .unwrap();
         }
-        let out = log.apply_retention(now, log.log_end_offset()).unwrap();
+        let out = log
+            .apply_retention(now, log.log_end_offset(), None)
+            .unwrap();
         assert_eq!(out.segments_deleted, 2);
     }
 
@@ -1288,7 +1393,7 @@ mod tests {
         for i in 0..50 {
             append_batch(&mut log, 2, 1_000 + i, 100);
         }
-        log.apply_retention(1_000_000, 10).unwrap();
+        log.apply_retention(1_000_000, 10, None).unwrap();
         assert!(log.log_start_offset() <= 10);
         assert!(!read_all(&log, log.log_start_offset()).is_empty());
     }

@@ -648,7 +648,15 @@ impl Segment {
         Ok(())
     }
 
-    /// Handles needed to fsync this segment outside the partition lock.
+    /// The offset and time indexes in their file format, from memory (they are complete
+    /// even if writing the files failed).
+    pub fn encoded_indexes(&self) -> (Vec<u8>, Vec<u8>) {
+        (
+            self.t.offset_index.encode_all(),
+            self.t.time_index.encode_all(),
+        )
+    }
+
     /// The whole batch at `position` as a slice to read outside the log lock.
     pub fn batch_slice(&self, position: u64, header: &BatchHeader) -> FileSlice {
         FileSlice {
@@ -658,6 +666,7 @@ impl Segment {
         }
     }
 
+    /// Handles needed to fsync this segment outside the partition lock.
     pub fn sync_handles(&self) -> SyncHandles {
         SyncHandles {
             file: self.file.clone(),

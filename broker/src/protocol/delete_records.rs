@@ -11,6 +11,7 @@ use super::RequestContext;
 pub async fn handle(ctx: &RequestContext, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let broker = &ctx.broker;
     let mut changed = false;
+    let mut remote = Vec::new();
     let mut topics: Vec<DeleteRecordsTopicResult> = req
         .topics
         .into_iter()
@@ -27,6 +28,9 @@ pub async fn handle(ctx: &RequestContext, req: DeleteRecordsRequest) -> DeleteRe
                         Some(partition) => match partition.delete_records_before(p.offset) {
                             Ok(low) => {
                                 changed = true;
+                                if partition.remote_view().has_data() {
+                                    remote.push((partition.clone(), t.name.0.clone()));
+                                }
                                 r.low_watermark = low;
                                 tracing::info!(topic = %t.name.0, partition = p.partition_index,
                                     log_start_offset = low, client = ctx.client(), "deleted records");
@@ -65,6 +69,25 @@ pub async fn handle(ctx: &RequestContext, req: DeleteRecordsRequest) -> DeleteRe
                 for p in &mut t.partitions {
                     if p.error_code == 0 {
                         p.error_code = ResponseError::KafkaStorageError.code();
+                    }
+                }
+            }
+        }
+    }
+    // Records deleted from the remote range: the manifest records the new start (and
+    // drops whole segments below it) before the answer.
+    if let Some(tier) = &broker.tier {
+        for (p, topic) in remote {
+            if let Err(e) = tier.apply_log_start(&p).await {
+                tracing::error!(topic = %topic, partition = p.index, error = %e,
+                    "cannot record DeleteRecords in the remote manifest");
+                for t in topics.iter_mut().filter(|t| t.name.0 == topic) {
+                    for r in t
+                        .partitions
+                        .iter_mut()
+                        .filter(|r| r.partition_index == p.index)
+                    {
+                        r.error_code = ResponseError::KafkaStorageError.code();
                     }
                 }
             }

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use super::{RequestContext, absent_partition_error};
 use crate::replica::Partition;
-use crate::replica::partition::ReadResult;
+use crate::replica::partition::{LogOffsets, ReadResult};
 
 /// One requested partition, resolved once per request.
 struct Target {
@@ -28,7 +28,15 @@ struct Target {
 }
 
 enum Planned {
-    Data { result: ReadResult },
+    Data {
+        result: ReadResult,
+    },
+    /// Below the local log start, in the remote tier: read after planning, concurrently.
+    Remote {
+        offsets: LogOffsets,
+        max_bytes: usize,
+        min_one: bool,
+    },
     Error(i16),
 }
 
@@ -54,6 +62,24 @@ fn plan(targets: &[Target], request_max: usize) -> (Vec<Planned>, usize) {
             };
             let budget = request_max.saturating_sub(total).min(t.max_bytes);
             let min_one = total == 0;
+            match p.is_remote_offset(t.fetch_offset) {
+                Ok(false) => {}
+                Ok(true) => {
+                    return match p.fetch_offsets(t.current_leader_epoch) {
+                        Ok(offsets) => {
+                            // Counted as available: the remote read decides the size.
+                            total += budget.max(1);
+                            Planned::Remote {
+                                offsets,
+                                max_bytes: budget,
+                                min_one,
+                            }
+                        }
+                        Err(e) => Planned::Error(e.error_code()),
+                    };
+                }
+                Err(e) => return Planned::Error(e.error_code()),
+            }
             if budget == 0 && !min_one {
                 // Still report offsets, just no data.
                 return match p.read(t.fetch_offset, 0, false, t.current_leader_epoch) {
@@ -128,7 +154,9 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
             w.mark_unchanged();
         }
         let (planned, total) = plan(&targets, request_max);
-        let has_error = planned.iter().any(|p| matches!(p, Planned::Error(_)));
+        let has_error = planned
+            .iter()
+            .any(|p| matches!(p, Planned::Error(_) | Planned::Remote { .. }));
         if total >= min_bytes || has_error {
             break planned;
         }
@@ -150,6 +178,8 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
         }
     };
 
+    let remote = read_remote(broker, &targets, &planned).await;
+
     let mut topics: Vec<FetchableTopicResponse> = req
         .topics
         .iter()
@@ -163,8 +193,24 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
             r
         })
         .collect();
-    for (t, plan) in targets.iter().zip(planned) {
+    for ((t, plan), remote) in targets.iter().zip(planned).zip(remote) {
         let data = match plan {
+            Planned::Remote { offsets, .. } => match remote {
+                Some(Ok(records)) => {
+                    if let Ok(p) = &t.hosted {
+                        p.metrics
+                            .bytes_out
+                            .fetch_add(records.len() as u64, Ordering::Relaxed);
+                    }
+                    partition_data(v, t.partition, &offsets, records)
+                }
+                Some(Err(code)) => {
+                    broker.metrics.partition_error("fetch", code);
+                    error_partition(t.partition, code)
+                }
+                // Still downloading: answer without data; the retry finds it cached.
+                None => partition_data(v, t.partition, &offsets, bytes::Bytes::new()),
+            },
             Planned::Error(code) => {
                 broker.metrics.partition_error("fetch", code);
                 error_partition(t.partition, code)
@@ -178,7 +224,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
                                     .bytes_out
                                     .fetch_add(b.len() as u64, Ordering::Relaxed);
                             }
-                            Some(b)
+                            b
                         }
                         Err(e) => {
                             tracing::error!(partition = t.partition, error = %e, "reading segment for fetch failed");
@@ -193,24 +239,71 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
                             continue;
                         }
                     },
-                    None => Some(bytes::Bytes::new()),
+                    None => bytes::Bytes::new(),
                 };
-                let o = result.offsets;
-                let mut d = PartitionData::default()
-                    .with_partition_index(t.partition)
-                    .with_high_watermark(o.high_watermark)
-                    .with_last_stable_offset(o.last_stable_offset)
-                    .with_log_start_offset(o.log_start_offset)
-                    .with_records(records);
-                if v >= 4 {
-                    d.aborted_transactions = Some(Vec::new());
-                }
-                d
+                partition_data(v, t.partition, &result.offsets, records)
             }
         };
         topics_push(&mut topics, t.topic_idx, data);
     }
     FetchResponse::default().with_responses(topics)
+}
+
+fn partition_data(v: i16, partition: i32, o: &LogOffsets, records: bytes::Bytes) -> PartitionData {
+    let mut d = PartitionData::default()
+        .with_partition_index(partition)
+        .with_high_watermark(o.high_watermark)
+        .with_last_stable_offset(o.last_stable_offset)
+        .with_log_start_offset(o.log_start_offset)
+        .with_records(Some(records));
+    if v >= 4 {
+        d.aborted_transactions = Some(Vec::new());
+    }
+    d
+}
+
+/// Reads the remote targets concurrently, each for at most `remote.fetch.max.wait.ms`.
+/// `None` for a target whose read has not finished (it keeps going in the background)
+/// or that is not remote.
+async fn read_remote(
+    broker: &crate::broker::Broker,
+    targets: &[Target],
+    planned: &[Planned],
+) -> Vec<Option<Result<bytes::Bytes, i16>>> {
+    let Some(tier) = &broker.tier else {
+        return planned
+            .iter()
+            .map(|p| match p {
+                Planned::Remote { .. } => Some(Err(ResponseError::KafkaStorageError.code())),
+                _ => None,
+            })
+            .collect();
+    };
+    let deadline = tokio::time::Instant::now() + tier.fetch_max_wait();
+    let reads = targets.iter().zip(planned).map(|(t, plan)| async move {
+        let (Planned::Remote {
+            max_bytes, min_one, ..
+        }, Ok(p)) = (plan, &t.hosted)
+        else {
+            return None;
+        };
+        let read = tier.read(p, t.fetch_offset, *max_bytes, *min_one);
+        match tokio::time::timeout_at(deadline, read).await {
+            Ok(Ok(Some(bytes))) => Some(Ok(bytes)),
+            Ok(Ok(None)) => Some(Err(ResponseError::OffsetOutOfRange.code())),
+            Ok(Err(e)) => {
+                tracing::error!(topic = %p.topic, partition = p.index, offset = t.fetch_offset,
+                    error = %e, "cannot serve fetch from remote storage");
+                Some(Err(ResponseError::KafkaStorageError.code()))
+            }
+            Err(_) => {
+                tracing::debug!(topic = %p.topic, partition = p.index, offset = t.fetch_offset,
+                    "remote read still running at remote.fetch.max.wait.ms; answering without data");
+                None
+            }
+        }
+    });
+    futures::future::join_all(reads).await
 }
 
 fn topics_push(topics: &mut [FetchableTopicResponse], idx: usize, data: PartitionData) {

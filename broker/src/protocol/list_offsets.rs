@@ -7,59 +7,83 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, TopicName};
 
 use super::{RequestContext, absent_partition_error};
+use crate::replica::Partition;
 
-pub fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse {
+pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let broker = &ctx.broker;
     let v = ctx.version;
-    let topics = req
-        .topics
-        .into_iter()
-        .map(|t| {
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|p| {
-                    let mut r = ListOffsetsPartitionResponse::default()
-                        .with_partition_index(p.partition_index)
-                        .with_timestamp(-1)
-                        .with_offset(-1);
-                    let epoch = if v >= 4 { p.current_leader_epoch } else { -1 };
-                    let result = match broker.replicas.get(&t.name.0, p.partition_index) {
-                        None => Err(absent_partition_error(broker, &t.name.0, p.partition_index)),
-                        Some(partition) => {
-                            // Special timestamps only exist from the version that defined them.
-                            let ts = p.timestamp;
-                            let known = ts >= -2
-                                || (ts == -3 && v >= 7)
-                                || (ts == -4 && v >= 8)
-                                || (ts == -5 && v >= 9);
-                            if known {
-                                partition.list_offset(ts, epoch).map_err(|e| e.error_code())
-                            } else {
-                                Err(ResponseError::UnsupportedVersion.code())
-                            }
-                        }
-                    };
-                    match result {
-                        Ok((offset, timestamp, leader_epoch)) => {
-                            r.offset = offset;
-                            r.timestamp = timestamp;
-                            if v >= 4 {
-                                r.leader_epoch = leader_epoch;
-                            }
-                        }
-                        Err(code) => {
-                            broker.metrics.partition_error("list_offsets", code);
-                            r.error_code = code;
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in &t.partitions {
+            partitions.push({
+                let mut r = ListOffsetsPartitionResponse::default()
+                    .with_partition_index(p.partition_index)
+                    .with_timestamp(-1)
+                    .with_offset(-1);
+                let epoch = if v >= 4 { p.current_leader_epoch } else { -1 };
+                let result = match broker.replicas.get(&t.name.0, p.partition_index) {
+                    None => Err(absent_partition_error(broker, &t.name.0, p.partition_index)),
+                    Some(partition) => {
+                        // Special timestamps only exist from the version that defined them.
+                        let ts = p.timestamp;
+                        let known = ts >= -2
+                            || (ts == -3 && v >= 7)
+                            || (ts == -4 && v >= 8)
+                            || (ts == -5 && v >= 9);
+                        if !known {
+                            Err(ResponseError::UnsupportedVersion.code())
+                        } else if ts >= 0 && partition.remote_view().has_data() {
+                            by_timestamp_with_remote(broker, &partition, ts, epoch).await
+                        } else {
+                            partition.list_offset(ts, epoch).map_err(|e| e.error_code())
                         }
                     }
-                    r
-                })
-                .collect();
+                };
+                match result {
+                    Ok((offset, timestamp, leader_epoch)) => {
+                        r.offset = offset;
+                        r.timestamp = timestamp;
+                        if v >= 4 {
+                            r.leader_epoch = leader_epoch;
+                        }
+                    }
+                    Err(code) => {
+                        broker.metrics.partition_error("list_offsets", code);
+                        r.error_code = code;
+                    }
+                }
+                r
+            });
+        }
+        topics.push(
             ListOffsetsTopicResponse::default()
                 .with_name(TopicName(t.name.0))
-                .with_partitions(partitions)
-        })
-        .collect();
+                .with_partitions(partitions),
+        );
+    }
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// A timestamp lookup that looks in the remote-only segments first (they hold the older
+/// records), then in the local log.
+async fn by_timestamp_with_remote(
+    broker: &crate::broker::Broker,
+    partition: &Partition,
+    ts: i64,
+    epoch: i32,
+) -> Result<(i64, i64, i32), i16> {
+    partition.fetch_offsets(epoch).map_err(|e| e.error_code())?;
+    if let Some(tier) = &broker.tier {
+        match tier.offset_for_timestamp(partition, ts).await {
+            Ok(Some(found)) => return Ok(found),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(topic = %partition.topic, partition = partition.index, timestamp = ts,
+                    error = %e, "timestamp lookup in remote storage failed");
+                return Err(ResponseError::KafkaStorageError.code());
+            }
+        }
+    }
+    partition.list_offset(ts, epoch).map_err(|e| e.error_code())
 }

@@ -216,7 +216,7 @@ async fn dispatch(ctx: &RequestContext, mut body: Bytes) -> Outcome {
         }
         ApiKey::ListOffsets => {
             let req = decode_or_close!(m::ListOffsetsRequest, ctx, body);
-            respond(ctx, &list_offsets::handle(ctx, req))
+            respond(ctx, &list_offsets::handle(ctx, req).await)
         }
         ApiKey::CreateTopics => {
             let req = decode_or_close!(m::CreateTopicsRequest, ctx, body);

@@ -16,6 +16,7 @@ use crate::config::broker::StaticConfig;
 use crate::log::checkpoint::{self, CheckpointError};
 use crate::log::{LogConfig, LogError, PartitionLog};
 use crate::metadata::{ClusterMetadata, TopicMetadata};
+use crate::tiered::deletions::{DeletedPartition, PendingDeletions};
 
 const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
 const LOG_START_FILE: &str = "log-start-offset-checkpoint";
@@ -69,6 +70,9 @@ pub struct ReplicaManager {
     /// older image arriving late (watcher vs. request handler) is ignored.
     apply_lock: Mutex<Option<u64>>,
     checkpoint_lock: Mutex<()>,
+    /// Partitions of deleted topics whose remote objects must be removed (tiered storage
+    /// enabled only).
+    remote_deletions: Option<Arc<PendingDeletions>>,
 }
 
 /// `orders-3` -> ("orders", 3).
@@ -133,7 +137,7 @@ impl ReplicaManager {
         md: &ClusterMetadata,
     ) -> Result<Self, ReplicaError> {
         let started = Instant::now();
-        let manager = Self {
+        let mut manager = Self {
             broker_id,
             log_dirs,
             statics,
@@ -141,7 +145,14 @@ impl ReplicaManager {
             ids: RwLock::new(HashMap::new()),
             apply_lock: Mutex::new(None),
             checkpoint_lock: Mutex::new(()),
+            remote_deletions: None,
         };
+        if manager.statics.remote_storage_system_enabled()
+            && let Some(first) = manager.log_dirs.first()
+        {
+            std::fs::create_dir_all(first).map_err(|e| io_err(first, e))?;
+            manager.remote_deletions = Some(Arc::new(PendingDeletions::open(first)));
+        }
         let mut opened = 0usize;
         for root in &manager.log_dirs {
             std::fs::create_dir_all(root).map_err(|e| io_err(root, e))?;
@@ -175,6 +186,12 @@ impl ReplicaManager {
                     Some(t) => candidates.push((path, t.clone(), partition)),
                     None => {
                         tracing::info!(dir = %path.display(), "deleting stray partition directory: its topic or assignment no longer exists");
+                        let old_id = read_partition_topic_id(&path);
+                        if let Some(id) = old_id
+                            && md.topics.get(&topic).is_none_or(|t| t.id != id)
+                        {
+                            manager.record_remote_deletion(&topic, id, partition);
+                        }
                         schedule_dir_deletion(&path);
                     }
                 }
@@ -395,10 +412,26 @@ impl ReplicaManager {
             self.ids.write().remove(&t.id);
             for p in t.partitions.into_iter().flatten() {
                 tracing::info!(topic = %p.topic, partition = p.index, "deleting partition of deleted topic");
+                self.record_remote_deletion(&p.topic, p.topic_id, p.index);
                 p.close();
                 schedule_dir_deletion(&p.log_dir());
             }
         }
+    }
+
+    fn record_remote_deletion(&self, topic: &str, topic_id: Uuid, partition: i32) {
+        if let Some(d) = &self.remote_deletions {
+            d.add([DeletedPartition {
+                topic: topic.to_string(),
+                topic_id,
+                partition,
+            }]);
+        }
+    }
+
+    /// The list of deleted partitions whose remote data is still to be removed.
+    pub fn remote_deletions(&self) -> Option<Arc<PendingDeletions>> {
+        self.remote_deletions.clone()
     }
 
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {

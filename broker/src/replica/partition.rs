@@ -32,6 +32,10 @@ pub enum PartitionError {
     UnknownLeaderEpoch { requested: i32, current: i32 },
     #[error("{in_sync} replicas in sync, min.insync.replicas is {required}")]
     NotEnoughReplicas { in_sync: usize, required: i32 },
+    #[error(
+        "the remote tier manifest of {topic}-{partition} is not loaded yet (object store unreachable?)"
+    )]
+    RemoteNotLoaded { topic: Arc<str>, partition: i32 },
     #[error(transparent)]
     Log(#[from] LogError),
 }
@@ -43,6 +47,8 @@ impl PartitionError {
             PartitionError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch.code(),
             PartitionError::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch.code(),
             PartitionError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas.code(),
+            // Retriable for every client, as for a partition whose leader is still loading.
+            PartitionError::RemoteNotLoaded { .. } => ResponseError::NotLeaderOrFollower.code(),
             PartitionError::Log(LogError::OffsetOutOfRange { .. }) => {
                 ResponseError::OffsetOutOfRange.code()
             }
@@ -86,6 +92,41 @@ pub struct PartitionMetrics {
     pub bytes_out: AtomicU64,
 }
 
+/// What this broker knows of the partition's remote tier (kept by `tiered::TierManager`).
+#[derive(Debug, Clone, Default)]
+pub struct RemoteView {
+    /// The manifest was read (or found absent): offsets below the local log start are
+    /// known to be remote or gone. Until then they are neither served nor refused.
+    pub loaded: bool,
+    /// First offset readable from the bucket (valid when `segments > 0`).
+    pub start: i64,
+    /// One past the last uploaded offset (valid when `segments > 0`).
+    pub end: i64,
+    /// Leader epochs of the first and last remote batches (ListOffsets answers).
+    pub start_epoch: i32,
+    pub end_epoch: i32,
+    pub size_bytes: u64,
+    pub segments: usize,
+    /// Local bytes not yet in the bucket, and since when a sealed segment has waited.
+    pub lag_bytes: u64,
+    pub lag_since_ms: Option<i64>,
+    /// DeleteRecords into the remote range: applied to the manifest by the next pass.
+    pub requested_start: i64,
+    /// The last upload, load or delete error, cleared by the next success.
+    pub last_error: Option<String>,
+}
+
+impl RemoteView {
+    pub fn has_data(&self) -> bool {
+        self.loaded && self.segments > 0
+    }
+
+    /// The remote tier's first offset, after DeleteRecords.
+    pub fn effective_start(&self) -> i64 {
+        self.start.max(self.requested_start)
+    }
+}
+
 /// Offsets a fetch response reports alongside the data.
 #[derive(Debug, Clone, Copy)]
 pub struct LogOffsets {
@@ -124,6 +165,7 @@ pub struct Partition {
     leadership: RwLock<Leadership>,
     high_watermark: AtomicI64,
     hw_tx: watch::Sender<i64>,
+    remote: Mutex<RemoteView>,
     pub metrics: PartitionMetrics,
 }
 
@@ -159,6 +201,7 @@ impl Partition {
             leadership: RwLock::new(leadership),
             high_watermark: AtomicI64::new(hw),
             hw_tx,
+            remote: Mutex::new(RemoteView::default()),
             metrics: PartitionMetrics::default(),
         }
     }
@@ -245,6 +288,17 @@ impl Partition {
                 required: config.min_insync_replicas,
             });
         }
+        if config.remote_storage
+            && !self.remote.lock().loaded
+            && self.log.lock().log_end_offset() == 0
+        {
+            // An empty local log may be a lost disk: the bucket may hold offsets this log
+            // would hand out again. Writes wait for the manifest.
+            return Err(PartitionError::RemoteNotLoaded {
+                topic: self.topic.clone(),
+                partition: self.index,
+            });
+        }
         let valid: smallvec_like::Batches<'_> = smallvec_like::Batches::new(batches);
         let (info, flush_due, leo) = {
             let mut log = self.log.lock();
@@ -306,6 +360,11 @@ impl Partition {
         self.log.lock().is_offline()
     }
 
+    /// Deleted or moved off this broker.
+    pub fn is_closed(&self) -> bool {
+        self.log.lock().is_closed()
+    }
+
     /// Offsets below this are on disk.
     pub fn recovery_point(&self) -> i64 {
         self.log.lock().recovery_point()
@@ -317,16 +376,104 @@ impl Partition {
     }
 
     pub fn offsets(&self) -> LogOffsets {
-        Self::offsets_of(&self.log.lock(), self.high_watermark())
+        let hw = self.high_watermark();
+        self.offsets_of(&self.log.lock(), hw)
     }
 
-    fn offsets_of(log: &PartitionLog, high_watermark: i64) -> LogOffsets {
+    fn offsets_of(&self, log: &PartitionLog, high_watermark: i64) -> LogOffsets {
         LogOffsets {
             high_watermark,
             last_stable_offset: high_watermark,
-            log_start_offset: log.log_start_offset(),
+            log_start_offset: self.log_start_with_remote(log.log_start_offset()),
             log_end_offset: log.log_end_offset(),
         }
+    }
+
+    /// The log start offset clients see: the remote tier's start when it holds older data.
+    fn log_start_with_remote(&self, local_start: i64) -> i64 {
+        let r = self.remote.lock();
+        if r.has_data() && r.start < local_start {
+            r.effective_start().min(local_start)
+        } else {
+            local_start
+        }
+    }
+
+    pub fn remote_view(&self) -> RemoteView {
+        self.remote.lock().clone()
+    }
+
+    pub fn update_remote<T>(&self, f: impl FnOnce(&mut RemoteView) -> T) -> T {
+        f(&mut self.remote.lock())
+    }
+
+    /// Whether a read at `offset` must go to the remote tier: below the local log start
+    /// and not below the remote start. `Err` when that is not known yet (manifest not
+    /// loaded) for a partition with remote storage.
+    pub fn is_remote_offset(&self, offset: i64) -> Result<bool, PartitionError> {
+        let local_start = self.log.lock().log_start_offset();
+        if offset >= local_start {
+            return Ok(false);
+        }
+        let r = self.remote.lock();
+        if !r.loaded && self.config().remote_storage {
+            return Err(PartitionError::RemoteNotLoaded {
+                topic: self.topic.clone(),
+                partition: self.index,
+            });
+        }
+        Ok(r.has_data() && offset >= r.effective_start() && offset < r.end.max(local_start))
+    }
+
+    /// The local log start offset (ListOffsets EARLIEST_LOCAL, the remote tier's upper
+    /// bound of interest).
+    pub fn local_log_start(&self) -> i64 {
+        self.log.lock().log_start_offset()
+    }
+
+    /// The next segment to upload at or after `from`, if it is sealed and committed.
+    pub fn upload_candidate(&self, from: i64) -> Option<partition_log::UploadSource> {
+        let hw = self.high_watermark();
+        let log = self.log.lock();
+        if log.is_closed() || log.is_offline() {
+            return None;
+        }
+        log.upload_candidate(from, hw)
+    }
+
+    /// (local start, local bytes, local bytes at or after `from`).
+    pub fn local_usage(&self, from: i64) -> (i64, u64, u64) {
+        let log = self.log.lock();
+        (
+            log.log_start_offset(),
+            log.size_bytes(),
+            log.bytes_from(from),
+        )
+    }
+
+    /// Starts the local log over at `offset` when the bucket already holds everything
+    /// below it and more than the local log (a wiped disk). Returns whether it did.
+    pub fn catch_up_to_remote(&self, offset: i64, epochs: &[(i32, i64)]) -> Result<bool, LogError> {
+        let mut log = self.log.lock();
+        if log.log_end_offset() >= offset || log.is_closed() {
+            return Ok(false);
+        }
+        tracing::warn!(topic = %self.topic, partition = self.index,
+            local_log_end = log.log_end_offset(), remote_end = offset,
+            "local log ends before the remote tier: starting the local log at the remote end; older data is served from the bucket");
+        log.reset_to(offset, epochs)?;
+        let leo = log.log_end_offset();
+        drop(log);
+        if self.high_watermark.fetch_max(leo, Ordering::AcqRel) < leo {
+            self.hw_tx.send_replace(leo);
+        }
+        Ok(true)
+    }
+
+    /// Offsets for a fetch served from the remote tier, after the leader checks.
+    pub fn fetch_offsets(&self, current_leader_epoch: i32) -> Result<LogOffsets, PartitionError> {
+        self.check_leader(current_leader_epoch)?;
+        Ok(self.offsets())
     }
 
     /// Locates data for a consumer fetch; only committed data (below the high watermark)
@@ -341,7 +488,7 @@ impl Partition {
         self.check_leader(current_leader_epoch)?;
         let hw = self.high_watermark();
         let log = self.log.lock();
-        let offsets = Self::offsets_of(&log, hw);
+        let offsets = self.offsets_of(&log, hw);
         let slice = log.read(offset, hw, max_bytes, min_one_batch)?;
         Ok(ReadResult { offsets, slice })
     }
@@ -362,20 +509,25 @@ impl Partition {
         };
         Ok(match timestamp {
             -1 => (hw, -1, lead.leader_epoch),
-            -2 | -4 => {
-                let log = self.log.lock();
-                let start = log.log_start_offset();
-                let epoch = log
-                    .epoch_cache()
-                    .entries()
-                    .iter()
-                    .rev()
-                    .find(|(_, first)| *first <= start)
-                    .map(|(e, _)| *e)
-                    .unwrap_or(lead.leader_epoch);
-                (start, -1, epoch)
+            -2 if self.remote.lock().has_data() => {
+                let local = self.log.lock().log_start_offset();
+                let r = self.remote.lock();
+                if r.start < local {
+                    (r.effective_start(), -1, r.start_epoch)
+                } else {
+                    drop(r);
+                    self.earliest_local(lead.leader_epoch)
+                }
             }
-            -5 => (-1, -1, -1),
+            -2 | -4 => self.earliest_local(lead.leader_epoch),
+            -5 => {
+                let r = self.remote.lock();
+                if r.has_data() {
+                    (r.end - 1, -1, r.end_epoch)
+                } else {
+                    (-1, -1, -1)
+                }
+            }
             -3 => {
                 let candidate = self.log.lock().batch_with_max_timestamp()?;
                 committed(partition_log::offset_of_max_timestamp(candidate)?)
@@ -386,12 +538,45 @@ impl Partition {
         })
     }
 
+    fn earliest_local(&self, current_epoch: i32) -> (i64, i64, i32) {
+        {
+            {
+                let log = self.log.lock();
+                let start = log.log_start_offset();
+                let epoch = log
+                    .epoch_cache()
+                    .entries()
+                    .iter()
+                    .rev()
+                    .find(|(_, first)| *first <= start)
+                    .map(|(e, _)| *e)
+                    .unwrap_or(current_epoch);
+                (start, -1, epoch)
+            }
+        }
+    }
+
     /// DeleteRecords: moves the log start offset; `-1` means the high watermark.
     pub fn delete_records_before(&self, offset: i64) -> Result<i64, PartitionError> {
         self.check_leader(-1)?;
         let hw = self.high_watermark();
         let target = if offset == -1 { hw } else { offset };
-        Ok(self.log.lock().advance_log_start(target, hw)?)
+        let mut log = self.log.lock();
+        let local_start = log.log_start_offset();
+        if target < local_start && target <= hw && target >= 0 {
+            // Inside the remote range: the tier manager drops whole remote segments below
+            // it and records the new start in the manifest.
+            let mut r = self.remote.lock();
+            if r.has_data() {
+                r.requested_start = r.requested_start.max(target);
+                return Ok(r.effective_start().min(local_start));
+            }
+        }
+        let start = log.advance_log_start(target, hw)?;
+        drop(log);
+        let mut r = self.remote.lock();
+        r.requested_start = r.requested_start.max(start);
+        Ok(start)
     }
 
     /// OffsetForLeaderEpoch: `(epoch, end offset)` of the requested epoch.
@@ -412,11 +597,15 @@ impl Partition {
         now_ms: i64,
     ) -> Result<partition_log::RetentionOutcome, LogError> {
         let hw = self.high_watermark();
+        let uploaded_end = {
+            let r = self.remote.lock();
+            r.has_data().then_some(r.end)
+        };
         let mut log = self.log.lock();
         if log.is_closed() {
             return Ok(partition_log::RetentionOutcome::default());
         }
-        log.apply_retention(now_ms, hw)
+        log.apply_retention(now_ms, hw, uploaded_end)
     }
 
     /// Writes a producer state snapshot if one is due (see
@@ -491,7 +680,7 @@ impl Partition {
     pub fn gauges(&self) -> (i64, i64, u64, usize) {
         let log = self.log.lock();
         (
-            log.log_start_offset(),
+            self.log_start_with_remote(log.log_start_offset()),
             log.log_end_offset(),
             log.size_bytes(),
             log.segment_count(),

@@ -1,0 +1,661 @@
+//! The tier manager: per partition led here with `remote.storage.enable`, it loads the
+//! manifest (then, if the local log ends before the bucket, starts the local log at the
+//! remote end), uploads sealed committed segments in offset order, applies total
+//! retention to the remote tier, and removes the objects of deleted topics.
+//!
+//! Each partition's work runs under its own lock, one partition per copier slot
+//! (`remote.log.manager.copier.thread.pool.size`). Failures back off exponentially per
+//! partition; local data stays until its upload is confirmed by a manifest write.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, PutPayload};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use super::TierError;
+use super::cache::ChunkCache;
+use super::deletions::PendingDeletions;
+use super::layout::{self, PartitionKey};
+use super::manifest::{Manifest, RemoteSegment, RetentionInput};
+use super::reader::RemoteReader;
+use super::store::OpenedStore;
+use super::upload::Uploader;
+use crate::broker::{Broker, now_ms};
+use crate::config::broker::RemoteSettings;
+use crate::metrics::Metrics;
+use crate::replica::Partition;
+
+/// How often the manager looks for partitions whose manifest must be loaded (new
+/// partitions, restarts); uploads and retention run per `task.interval.ms`.
+const LOAD_TICK: Duration = Duration::from_millis(200);
+
+#[derive(Debug)]
+struct Entry {
+    key: PartitionKey,
+    prefix: Path,
+    /// The last manifest written or read; `None` until loaded.
+    manifest: RwLock<Option<Arc<Manifest>>>,
+    work: tokio::sync::Mutex<()>,
+    busy: AtomicBool,
+    schedule: Mutex<Schedule>,
+}
+
+#[derive(Debug)]
+struct Schedule {
+    failures: u32,
+    next_run: Instant,
+}
+
+impl Entry {
+    fn manifest(&self) -> Option<Arc<Manifest>> {
+        self.manifest.read().clone()
+    }
+}
+
+/// The remote tier of this broker.
+#[derive(Debug)]
+pub struct TierManager {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    description: String,
+    cluster_id: String,
+    settings: RemoteSettings,
+    reader: Arc<RemoteReader>,
+    uploader: Uploader,
+    metrics: Arc<Metrics>,
+    entries: Mutex<HashMap<(Uuid, i32), Arc<Entry>>>,
+    copy_permits: Arc<Semaphore>,
+    deletions: Arc<PendingDeletions>,
+    deleting: AtomicBool,
+}
+
+impl TierManager {
+    pub fn new(
+        opened: OpenedStore,
+        settings: RemoteSettings,
+        cluster_id: String,
+        cache_dir: &std::path::Path,
+        deletions: Arc<PendingDeletions>,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Self> {
+        let chunks = ChunkCache::new(cache_dir, settings.cache_size_bytes)?;
+        let reader = Arc::new(RemoteReader::new(
+            opened.store.clone(),
+            chunks,
+            settings.index_cache_size_bytes,
+            settings.chunk_size,
+            settings.readahead_chunks,
+            settings.reader_threads,
+            metrics.clone(),
+        ));
+        let uploader = Uploader::new(
+            opened.store.clone(),
+            settings.upload_part_size,
+            settings.copy_max_bytes_per_second,
+        );
+        Ok(Self {
+            store: opened.store,
+            root: opened.root,
+            description: opened.description,
+            cluster_id,
+            copy_permits: Arc::new(Semaphore::new(settings.copier_threads.max(1))),
+            settings,
+            reader,
+            uploader,
+            metrics,
+            entries: Mutex::new(HashMap::new()),
+            deletions,
+            deleting: AtomicBool::new(false),
+        })
+    }
+
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    pub fn fetch_max_wait(&self) -> Duration {
+        Duration::from_millis(self.settings.fetch_max_wait_ms)
+    }
+
+    fn key_of(p: &Partition) -> PartitionKey {
+        PartitionKey {
+            topic: p.topic.clone(),
+            topic_id: p.topic_id,
+            partition: p.index,
+        }
+    }
+
+    fn entry(&self, p: &Partition) -> Arc<Entry> {
+        let mut entries = self.entries.lock();
+        entries
+            .entry((p.topic_id, p.index))
+            .or_insert_with(|| {
+                let key = Self::key_of(p);
+                Arc::new(Entry {
+                    prefix: layout::partition_prefix(&self.root, &self.cluster_id, &key),
+                    key,
+                    manifest: RwLock::new(None),
+                    work: tokio::sync::Mutex::new(()),
+                    busy: AtomicBool::new(false),
+                    schedule: Mutex::new(Schedule {
+                        failures: 0,
+                        next_run: Instant::now(),
+                    }),
+                })
+            })
+            .clone()
+    }
+
+    /// The prefix holding a partition's objects (for tooling and tests).
+    pub fn prefix_of(&self, p: &Partition) -> Path {
+        layout::partition_prefix(&self.root, &self.cluster_id, &Self::key_of(p))
+    }
+
+    /// Runs until shutdown.
+    pub async fn run(self: Arc<Self>, broker: Arc<Broker>) {
+        tracing::info!(store = %self.description, "tiered storage enabled");
+        let mut tick = tokio::time::interval(LOAD_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = broker.shutdown.cancelled() => break,
+            }
+            self.pass(&broker);
+        }
+        // Wait for in-flight partition work so no upload is cut between its objects and
+        // its manifest more often than necessary (a cut one is harmless, just wasted).
+        let _ = tokio::time::timeout(
+            Duration::from_secs(10),
+            self.copy_permits
+                .acquire_many(self.settings.copier_threads.max(1) as u32),
+        )
+        .await;
+    }
+
+    fn pass(self: &Arc<Self>, broker: &Arc<Broker>) {
+        let hosted = broker.replicas.all_partitions();
+        let now = Instant::now();
+        {
+            let mut entries = self.entries.lock();
+            entries
+                .retain(|(id, idx), _| hosted.iter().any(|p| p.topic_id == *id && p.index == *idx));
+        }
+        for p in hosted {
+            let leader = p.leadership().leader == broker.node_id;
+            let enabled = p.config().remote_storage;
+            if !leader || !(enabled || p.remote_view().has_data()) {
+                continue;
+            }
+            let e = self.entry(&p);
+            {
+                let s = e.schedule.lock();
+                // Unloaded partitions are retried on their backoff only; loaded ones
+                // run every task interval.
+                if s.next_run > now {
+                    continue;
+                }
+            }
+            if e.busy.swap(true, Ordering::AcqRel) {
+                continue;
+            }
+            let this = self.clone();
+            let broker = broker.clone();
+            tokio::spawn(async move {
+                let permit = this.copy_permits.clone().acquire_owned().await;
+                let result = if permit.is_ok() {
+                    this.work(&e, &p, &broker).await
+                } else {
+                    Ok(())
+                };
+                let mut s = e.schedule.lock();
+                match result {
+                    Ok(()) => {
+                        s.failures = 0;
+                        s.next_run =
+                            Instant::now() + Duration::from_millis(this.settings.task_interval_ms);
+                        p.update_remote(|v| v.last_error = None);
+                    }
+                    Err(err) => {
+                        s.failures = s.failures.saturating_add(1);
+                        let backoff = this
+                            .settings
+                            .retry_backoff_ms
+                            .saturating_mul(1u64 << (s.failures - 1).min(20))
+                            .min(this.settings.retry_backoff_max_ms);
+                        s.next_run = Instant::now() + Duration::from_millis(backoff);
+                        this.metrics.remote_error(err.reason());
+                        tracing::warn!(topic = %p.topic, partition = p.index, error = %err,
+                            failures = s.failures, retry_in_ms = backoff,
+                            "remote storage work failed; local data is kept and the work retried");
+                        p.update_remote(|v| v.last_error = Some(err.to_string()));
+                    }
+                }
+                e.busy.store(false, Ordering::Release);
+            });
+        }
+        if !self.deletions.pending().is_empty() && !self.deleting.swap(true, Ordering::AcqRel) {
+            let this = self.clone();
+            tokio::spawn(async move {
+                this.process_deletions().await;
+                this.deleting.store(false, Ordering::Release);
+            });
+        }
+    }
+
+    /// One round for one partition: load, upload, retention, lag.
+    async fn work(&self, e: &Entry, p: &Arc<Partition>, broker: &Broker) -> Result<(), TierError> {
+        let _one_at_a_time = e.work.lock().await;
+        if p.is_closed() {
+            return Ok(());
+        }
+        let mut manifest = match e.manifest() {
+            Some(m) => m,
+            None => self.load(e, p).await?,
+        };
+        if p.config().remote_storage {
+            while !broker.shutdown.is_cancelled() && !p.is_closed() {
+                let from = manifest.end_offset().unwrap_or(i64::MIN);
+                self.update_lag(p, from);
+                let Some(src) = p.upload_candidate(from) else {
+                    break;
+                };
+                let started = Instant::now();
+                let seg = self.uploader.upload(&e.prefix, &src, now_ms()).await?;
+                if p.is_closed() {
+                    self.delete_segment_objects(&e.prefix, &seg).await;
+                    return Ok(());
+                }
+                let mut next = (*manifest).clone();
+                next.segments.push(seg.clone());
+                next.leader_epoch = p.leadership().leader_epoch;
+                if let Err(err) = self.write_manifest(e, &mut next).await {
+                    self.delete_segment_objects(&e.prefix, &seg).await;
+                    return Err(err);
+                }
+                manifest = Arc::new(next);
+                *e.manifest.write() = Some(manifest.clone());
+                publish(p, &manifest);
+                self.metrics.remote_upload_segments.inc();
+                self.metrics.remote_upload_bytes.inc_by(seg.size_bytes);
+                tracing::info!(topic = %p.topic, partition = p.index,
+                    base_offset = seg.base_offset, end_offset = seg.end_offset,
+                    bytes = seg.size_bytes, elapsed_ms = started.elapsed().as_millis() as u64,
+                    "uploaded segment to remote storage");
+            }
+        }
+        self.update_lag(p, manifest.end_offset().unwrap_or(i64::MIN));
+        self.apply_retention(e, p, manifest).await
+    }
+
+    fn update_lag(&self, p: &Partition, from: i64) {
+        let (_, _, lag) = p.local_usage(from);
+        let pending = p.config().remote_storage && p.upload_candidate(from).is_some();
+        p.update_remote(|v| {
+            v.lag_bytes = if p.config().remote_storage { lag } else { 0 };
+            v.lag_since_ms = match (pending, v.lag_since_ms) {
+                (false, _) => None,
+                (true, Some(since)) => Some(since),
+                (true, None) => Some(now_ms()),
+            };
+        });
+    }
+
+    /// Reads the manifest (absent: a new, empty one), sweeps objects no manifest names,
+    /// and catches the local log up to the remote end.
+    async fn load(&self, e: &Entry, p: &Arc<Partition>) -> Result<Arc<Manifest>, TierError> {
+        let key = layout::manifest_object(&e.prefix);
+        let manifest = match self.store.get(&key).await {
+            Ok(r) => {
+                let bytes = r
+                    .bytes()
+                    .await
+                    .map_err(|err| TierError::store("read", &key, err))?;
+                Manifest::decode(&bytes, p.topic_id).map_err(|err| {
+                    tracing::error!(object = %key, error = %err,
+                        "remote manifest is unusable; the partition's remote data cannot be served and no uploads happen until it is repaired");
+                    TierError::Manifest {
+                        key: key.to_string(),
+                        reason: err.to_string(),
+                    }
+                })?
+            }
+            Err(object_store::Error::NotFound { .. }) => {
+                Manifest::new(&p.topic, p.topic_id, p.index)
+            }
+            Err(err) => return Err(TierError::store("read", &key, err)),
+        };
+        self.sweep_orphans(e, &manifest).await;
+        if let Some(end) = manifest.end_offset() {
+            let epochs: Vec<(i32, i64)> = manifest
+                .segments
+                .iter()
+                .flat_map(|s| s.leader_epochs.iter().copied())
+                .collect();
+            let p2 = p.clone();
+            tokio::task::spawn_blocking(move || p2.catch_up_to_remote(end, &epochs))
+                .await
+                .map_err(|err| TierError::Local {
+                    what: format!("{}: starting the local log at the remote end", e.key),
+                    reason: err.to_string(),
+                })?
+                .map_err(|err| TierError::Local {
+                    what: format!("{}: starting the local log at the remote end", e.key),
+                    reason: err.to_string(),
+                })?;
+        }
+        let manifest = Arc::new(manifest);
+        *e.manifest.write() = Some(manifest.clone());
+        publish(p, &manifest);
+        tracing::info!(topic = %p.topic, partition = p.index, prefix = %e.prefix,
+            segments = manifest.segments.len(), remote_start = ?manifest.start_offset(),
+            remote_end = ?manifest.end_offset(), "loaded remote tier manifest");
+        Ok(manifest)
+    }
+
+    /// Removes segment objects the manifest does not name: leftovers of uploads cut by
+    /// a crash, or of deletions cut after their manifest write.
+    async fn sweep_orphans(&self, e: &Entry, manifest: &Manifest) {
+        let known: std::collections::HashSet<Uuid> =
+            manifest.segments.iter().map(|s| s.id).collect();
+        let mut listing = self.store.list(Some(&e.prefix));
+        let mut orphans = Vec::new();
+        while let Some(item) = listing.next().await {
+            match item {
+                Ok(meta) => {
+                    let name = meta.location.filename().unwrap_or_default();
+                    if let Some((_, id)) = layout::parse_segment_object(name)
+                        && !known.contains(&id)
+                    {
+                        orphans.push(meta.location);
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(prefix = %e.prefix, error = %err, "cannot list remote objects to sweep orphans; trying again at the next load");
+                    return;
+                }
+            }
+        }
+        for key in orphans {
+            match self.store.delete(&key).await {
+                Ok(()) => {
+                    tracing::info!(object = %key, "deleted orphaned remote object (an upload or deletion cut short)")
+                }
+                Err(err) => {
+                    tracing::warn!(object = %key, error = %err, "cannot delete orphaned remote object")
+                }
+            }
+        }
+    }
+
+    async fn write_manifest(&self, e: &Entry, next: &mut Manifest) -> Result<(), TierError> {
+        next.generation += 1;
+        let key = layout::manifest_object(&e.prefix);
+        self.store
+            .put(&key, PutPayload::from(Bytes::from(next.encode())))
+            .await
+            .map_err(|err| TierError::store("manifest write", &key, err))?;
+        Ok(())
+    }
+
+    async fn delete_segment_objects(&self, prefix: &Path, seg: &RemoteSegment) {
+        for ext in ["log", "index", "timeindex"] {
+            let key = layout::segment_object(prefix, seg.base_offset, seg.id, ext);
+            match self.store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(err) => {
+                    tracing::warn!(object = %key, error = %err, "cannot delete remote object; it is swept when the manifest is next loaded");
+                }
+            }
+            self.reader.forget(&key);
+        }
+    }
+
+    /// Total retention (`retention.ms`, `retention.bytes`) and DeleteRecords applied to
+    /// remote-only segments: manifest first, then the objects.
+    async fn apply_retention(
+        &self,
+        e: &Entry,
+        p: &Arc<Partition>,
+        manifest: Arc<Manifest>,
+    ) -> Result<(), TierError> {
+        let config = p.config();
+        let (local_start, local_bytes, _) = p.local_usage(i64::MAX);
+        let requested = p.remote_view().requested_start;
+        let input = RetentionInput {
+            now_ms: now_ms(),
+            retention_ms: if config.delete {
+                config.retention_ms
+            } else {
+                -1
+            },
+            retention_bytes: if config.delete {
+                config.retention_bytes
+            } else {
+                -1
+            },
+            local_start,
+            local_bytes,
+            log_start: requested,
+        };
+        let n = manifest.retention_count(&input);
+        let new_start = requested.max(manifest.log_start_offset);
+        if n == 0 && new_start <= manifest.log_start_offset {
+            return Ok(());
+        }
+        let mut next = (*manifest).clone();
+        let removed: Vec<RemoteSegment> = next.segments.drain(..n).collect();
+        next.log_start_offset = removed
+            .last()
+            .map(|s| s.end_offset)
+            .unwrap_or(i64::MIN)
+            .max(new_start);
+        self.write_manifest(e, &mut next).await?;
+        let next = Arc::new(next);
+        *e.manifest.write() = Some(next.clone());
+        publish(p, &next);
+        for seg in &removed {
+            self.delete_segment_objects(&e.prefix, seg).await;
+        }
+        if !removed.is_empty() {
+            self.metrics
+                .remote_deleted_segments
+                .inc_by(removed.len() as u64);
+            tracing::info!(topic = %p.topic, partition = p.index, segments = removed.len(),
+                bytes = removed.iter().map(|s| s.size_bytes).sum::<u64>(),
+                remote_log_start = next.log_start_offset,
+                "deleted remote segments by retention");
+        }
+        Ok(())
+    }
+
+    /// Writes a DeleteRecords start offset into the manifest now (DeleteRecords answers
+    /// only once it is durable).
+    pub async fn apply_log_start(&self, p: &Arc<Partition>) -> Result<(), TierError> {
+        let Some(e) = self.entries.lock().get(&(p.topic_id, p.index)).cloned() else {
+            return Ok(());
+        };
+        let _one_at_a_time = e.work.lock().await;
+        match e.manifest() {
+            Some(m) => self.apply_retention(&e, p, m).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn process_deletions(&self) {
+        for d in self.deletions.pending() {
+            let key = PartitionKey {
+                topic: Arc::from(d.topic.as_str()),
+                topic_id: d.topic_id,
+                partition: d.partition,
+            };
+            let prefix = layout::partition_prefix(&self.root, &self.cluster_id, &key);
+            // Wait for any upload of this partition to end first.
+            let entry = self.entries.lock().remove(&(d.topic_id, d.partition));
+            let _guard = match &entry {
+                Some(e) => Some(e.work.lock().await),
+                None => None,
+            };
+            match self.delete_prefix(&prefix).await {
+                Ok(n) => {
+                    self.deletions.done(&d);
+                    self.reader.forget_prefix(&prefix);
+                    if n > 0 {
+                        tracing::info!(topic = %d.topic, partition = d.partition, prefix = %prefix,
+                            objects = n, "deleted remote data of deleted topic");
+                    }
+                }
+                Err(err) => {
+                    self.metrics.remote_error(err.reason());
+                    tracing::warn!(topic = %d.topic, partition = d.partition, prefix = %prefix,
+                        error = %err, "cannot delete remote data of deleted topic yet; retrying");
+                    break;
+                }
+            }
+        }
+    }
+
+    async fn delete_prefix(&self, prefix: &Path) -> Result<usize, TierError> {
+        // The manifest goes first, so a cut deletion never leaves a manifest naming
+        // deleted objects.
+        let manifest = layout::manifest_object(prefix);
+        match self.store.delete(&manifest).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(err) => return Err(TierError::store("delete", &manifest, err)),
+        }
+        let mut n = 0;
+        let mut listing = self.store.list(Some(prefix));
+        let mut keys = Vec::new();
+        while let Some(item) = listing.next().await {
+            let meta = item.map_err(|err| TierError::store("list", prefix, err))?;
+            keys.push(meta.location);
+        }
+        for key in keys {
+            match self.store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => n += 1,
+                Err(err) => return Err(TierError::store("delete", &key, err)),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Reads committed batches at `offset` from the remote tier. `Ok(None)` when the
+    /// manifest has no segment there any more (retention raced the fetch).
+    pub async fn read(
+        &self,
+        p: &Partition,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<Option<Bytes>, TierError> {
+        let Some(e) = self.entries.lock().get(&(p.topic_id, p.index)).cloned() else {
+            return Ok(None);
+        };
+        let Some(m) = e.manifest() else {
+            return Ok(None);
+        };
+        let Some(seg) = m.segment_for(offset.max(m.log_start_offset)).cloned() else {
+            return Ok(None);
+        };
+        let reader = self.reader.clone();
+        let prefix = e.prefix.clone();
+        // A task of its own: if the fetch stops waiting, the read still fills the cache.
+        let task =
+            tokio::spawn(
+                async move { reader.read(&prefix, &seg, offset, max_bytes, min_one).await },
+            );
+        match task.await {
+            Ok(r) => r.map(Some),
+            Err(err) => Err(TierError::Local {
+                what: "remote read task".into(),
+                reason: err.to_string(),
+            }),
+        }
+    }
+
+    /// ListOffsets by timestamp over the remote-only segments.
+    pub async fn offset_for_timestamp(
+        &self,
+        p: &Partition,
+        timestamp: i64,
+    ) -> Result<Option<(i64, i64, i32)>, TierError> {
+        let Some(e) = self.entries.lock().get(&(p.topic_id, p.index)).cloned() else {
+            return Ok(None);
+        };
+        let Some(m) = e.manifest() else {
+            return Ok(None);
+        };
+        let local_start = p.local_log_start();
+        let start = m
+            .start_offset()
+            .unwrap_or(0)
+            .max(p.remote_view().requested_start);
+        for seg in m.segments.iter().filter(|s| s.end_offset > start) {
+            if seg.base_offset >= local_start {
+                break;
+            }
+            if seg.max_timestamp < timestamp {
+                continue;
+            }
+            if let Some(found) = self
+                .reader
+                .find_timestamp(&e.prefix, seg, timestamp, start)
+                .await?
+            {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A short health summary for `/readyz`: partitions whose remote work is failing.
+    pub fn health(&self, broker: &Broker) -> Option<String> {
+        let mut failing = 0;
+        let mut example = None;
+        let mut lag = 0u64;
+        for p in broker.replicas.all_partitions() {
+            let v = p.remote_view();
+            lag += v.lag_bytes;
+            if let Some(err) = v.last_error {
+                failing += 1;
+                example.get_or_insert_with(|| format!("{}-{}: {err}", p.topic, p.index));
+            }
+        }
+        (failing > 0).then(|| {
+            format!(
+                "remote storage ({}) degraded: {failing} partition(s) failing, {lag} bytes waiting for upload and kept on local disk; e.g. {}",
+                self.description,
+                example.unwrap_or_default()
+            )
+        })
+    }
+}
+
+/// Publishes a manifest's summary to the partition (log start, reads, metrics).
+fn publish(p: &Partition, m: &Manifest) {
+    p.update_remote(|v| {
+        v.loaded = true;
+        v.segments = m.segments.len();
+        v.start = m.start_offset().unwrap_or(0);
+        v.end = m.end_offset().unwrap_or(0);
+        v.size_bytes = m.total_bytes();
+        v.start_epoch = m
+            .segments
+            .first()
+            .map(|s| s.epoch_at(v.start))
+            .unwrap_or(-1);
+        v.end_epoch = m
+            .segments
+            .last()
+            .map(|s| s.epoch_at(s.end_offset - 1))
+            .unwrap_or(-1);
+    });
+}
