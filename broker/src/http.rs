@@ -43,13 +43,22 @@ async fn healthz() -> &'static str {
 }
 
 /// Readiness: logs recovered, listeners bound, broker registered, not shutting down.
-async fn readyz(State(s): State<HttpState>) -> (StatusCode, &'static str) {
+/// Degraded remote storage keeps the broker ready (it still takes and serves data) but
+/// is named in the body, for whoever looks.
+async fn readyz(State(s): State<HttpState>) -> (StatusCode, String) {
     if s.broker.is_ready() {
-        (StatusCode::OK, "ready\n")
+        let detail = s
+            .broker
+            .tier
+            .as_ref()
+            .and_then(|t| t.health(&s.broker))
+            .map(|d| format!("{d}\n"))
+            .unwrap_or_default();
+        (StatusCode::OK, format!("ready\n{detail}"))
     } else if s.broker.shutdown.is_cancelled() {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n".into())
     }
 }
 
