@@ -87,7 +87,7 @@ fn status(e: TopicError) -> Status {
     Status::new(code, format!("{}: {}", kafka_error_name(e.code), e.message))
 }
 
-fn describe(t: &TopicMetadata) -> TopicDescription {
+fn describe(broker: &Broker, t: &TopicMetadata) -> TopicDescription {
     TopicDescription {
         name: t.name.clone(),
         topic_id: t.id.to_string(),
@@ -97,12 +97,30 @@ fn describe(t: &TopicMetadata) -> TopicDescription {
             .partitions
             .iter()
             .enumerate()
-            .map(|(i, p)| PartitionDescription {
-                partition: i as i32,
-                leader: p.leader,
-                leader_epoch: p.leader_epoch,
-                replicas: p.replicas.clone(),
-                isr: p.isr.clone(),
+            .map(|(i, p)| {
+                let mut d = PartitionDescription {
+                    partition: i as i32,
+                    leader: p.leader,
+                    leader_epoch: p.leader_epoch,
+                    replicas: p.replicas.clone(),
+                    isr: p.isr.clone(),
+                    log_start_offset: -1,
+                    local_log_start_offset: -1,
+                    high_watermark: -1,
+                    ..Default::default()
+                };
+                if let Some(hosted) = broker.replicas.get(&t.name, i as i32) {
+                    let (start, _, local_size, _) = hosted.gauges();
+                    let remote = hosted.remote_view();
+                    d.local_size_bytes = local_size as i64;
+                    d.remote_size_bytes = remote.size_bytes as i64;
+                    d.remote_segments = remote.segments as i32;
+                    d.log_start_offset = start;
+                    d.local_log_start_offset = hosted.local_log_start();
+                    d.high_watermark = hosted.high_watermark();
+                    d.remote_upload_lag_bytes = remote.lag_bytes as i64;
+                }
+                d
             })
             .collect(),
         configs: t.configs.clone(),
@@ -115,7 +133,7 @@ fn describe_current(broker: &Broker, name: &str) -> Result<TopicDescription, Sta
         .current()
         .topics
         .get(name)
-        .map(describe)
+        .map(|t| describe(broker, t))
         .ok_or_else(|| {
             status(TopicError::new(
                 ResponseError::UnknownTopicOrPartition,
@@ -200,7 +218,7 @@ impl Admin for AdminService {
             .topics
             .values()
             .filter(|t| include_internal || !is_internal(&t.name))
-            .map(describe)
+            .map(|t| describe(&self.broker, t))
             .collect();
         Ok(Response::new(ListTopicsResponse { topics }))
     }

@@ -133,7 +133,7 @@ pub async fn run(
     conn: &mut Connection,
     opts: &E2eOpts,
 ) -> anyhow::Result<E2eReport> {
-    let layout = topic::ensure(conn, &opts.topic, opts.create_partitions).await?;
+    let layout = topic::ensure(conn, &opts.topic, opts.create_partitions, &[]).await?;
     if layout.partitions.is_empty() {
         bail!("topic {} has no partitions", opts.topic);
     }

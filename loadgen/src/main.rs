@@ -68,6 +68,10 @@ enum Cmd {
         rate_mb: Option<f64>,
         #[arg(long, value_enum, default_value = "none")]
         compression: Codec,
+        /// Topic setting for a topic this run creates, as `name=value` (repeatable), e.g.
+        /// `--config remote.storage.enable=true`.
+        #[arg(long = "config", value_parser = parse_config)]
+        configs: Vec<(String, String)>,
     },
     /// Consume from the earliest offsets.
     Consume {
@@ -172,11 +176,12 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             rate_mb,
             compression,
+            configs,
         } => {
             if acks != 1 && acks != -1 {
                 bail!("--acks must be 1 or -1");
             }
-            let layout = topic::ensure(&mut conn, &topic, partitions).await?;
+            let layout = topic::ensure(&mut conn, &topic, partitions, &configs).await?;
             let opts = produce::ProduceOpts {
                 topic: topic.clone(),
                 record_size,
@@ -193,6 +198,7 @@ async fn main() -> anyhow::Result<()> {
                     Codec::Zstd => Compression::Zstd,
                 },
             };
+            produce::wait_writable(&mut conn, &opts, &layout.partitions).await?;
             let groups = split(&layout.partitions, connections);
             let share = opts.rate.map(|r| r / groups.len() as f64);
             let mut tasks = Vec::new();
@@ -270,7 +276,7 @@ async fn main() -> anyhow::Result<()> {
             fetch_max_bytes,
             partition_max_bytes,
         } => {
-            let layout = topic::ensure(&mut conn, &topic, 0).await?;
+            let layout = topic::ensure(&mut conn, &topic, 0, &[]).await?;
             let starts = consume::list_offsets(&mut conn, &topic, &layout.partitions, -2).await?;
             let ends = consume::list_offsets(&mut conn, &topic, &layout.partitions, -1).await?;
             let opts = consume::ConsumeOpts {
@@ -453,4 +459,11 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn parse_config(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected name=value, got '{s}'"))
 }

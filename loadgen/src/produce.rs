@@ -128,6 +128,44 @@ pub fn request(topic: &str, acks: i16, batches: &[(i32, Bytes)]) -> ProduceReque
         ])
 }
 
+/// Waits until every partition takes writes: one record each, retried while the broker
+/// answers that the partition is not ready yet (a just-created partition may still be
+/// loading, as clients' own retries would hide), for at most 10 s.
+pub async fn wait_writable(
+    conn: &mut Connection,
+    opts: &ProduceOpts,
+    partitions: &[i32],
+) -> anyhow::Result<()> {
+    const NOT_READY: [i16; 3] = [3, 5, 6]; // UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER
+    let version = conn.pick_version(ApiKey::Produce, (3, 12))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let one = ProduceOpts {
+        batch_records: 1,
+        ..opts.clone()
+    };
+    for &p in partitions {
+        let (batch, _) = build_batch(&one, p)?;
+        loop {
+            let req = request(&opts.topic, 1, &[(p, batch.clone())]);
+            let resp: ProduceResponse = conn.call(ApiKey::Produce, version, &req).await?;
+            let code = resp
+                .responses
+                .iter()
+                .flat_map(|t| &t.partition_responses)
+                .map(|r| r.error_code)
+                .find(|c| *c != 0);
+            match code {
+                None => break,
+                Some(c) if NOT_READY.contains(&c) && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Some(_) => check(&resp)?,
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Fails on the first partition error in a produce response.
 pub fn check(resp: &ProduceResponse) -> anyhow::Result<()> {
     for t in &resp.responses {

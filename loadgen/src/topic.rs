@@ -1,7 +1,7 @@
 //! Topic setup: create if missing, look up partitions and their leader.
 
 use anyhow::{Context, bail};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
@@ -21,6 +21,7 @@ pub async fn ensure(
     conn: &mut Connection,
     topic: &str,
     create_partitions: i32,
+    configs: &[(String, String)],
 ) -> anyhow::Result<TopicLayout> {
     if create_partitions > 0 {
         let v = conn.pick_version(ApiKey::CreateTopics, (2, 4))?;
@@ -30,7 +31,17 @@ pub async fn ensure(
                 CreatableTopic::default()
                     .with_name(TopicName(StrBytes::from_string(topic.to_string())))
                     .with_num_partitions(create_partitions)
-                    .with_replication_factor(-1),
+                    .with_replication_factor(-1)
+                    .with_configs(
+                        configs
+                            .iter()
+                            .map(|(k, v)| {
+                                CreatableTopicConfig::default()
+                                    .with_name(StrBytes::from_string(k.clone()))
+                                    .with_value(Some(StrBytes::from_string(v.clone())))
+                            })
+                            .collect(),
+                    ),
             ]);
         let resp: CreateTopicsResponse = conn.call(ApiKey::CreateTopics, v, &req).await?;
         for t in &resp.topics {

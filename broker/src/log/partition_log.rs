@@ -967,17 +967,12 @@ impl PartitionLog {
         })
     }
 
-    /// The oldest sealed segment at or after `from` wholly below `limit` (the high
-    /// watermark): the next one to upload. Blocking only for the in-memory index copy.
+    /// The oldest sealed segment holding offsets at or after `from`, if it lies wholly
+    /// below `limit`: the next one to upload. A segment straddling `from` is uploaded
+    /// whole (the manifest allows the overlap), never skipped: skipping it would let
+    /// local retention delete offsets the bucket does not hold.
     pub fn upload_candidate(&self, from: i64, limit: i64) -> Option<UploadSource> {
-        let last = self.segments.keys().next_back().copied();
-        let seg = self
-            .segments
-            .values()
-            .find(|s| s.base_offset() >= from && Some(s.base_offset()) != last)?;
-        if seg.next_offset() > limit || seg.is_empty() {
-            return None;
-        }
+        let seg = self.next_to_upload(from, limit)?;
         let (file, size) = seg.file();
         let (index, time_index) = seg.encoded_indexes();
         let (base, next) = (seg.base_offset(), seg.next_offset());
@@ -1004,6 +999,19 @@ impl PartitionLog {
             offset_of_max_timestamp: seg.offset_of_max_timestamp(),
             epochs,
         })
+    }
+
+    fn next_to_upload(&self, from: i64, limit: i64) -> Option<&Segment> {
+        let last = self.segments.keys().next_back().copied();
+        self.segments
+            .values()
+            .find(|s| s.next_offset() > from && Some(s.base_offset()) != last)
+            .filter(|s| s.next_offset() <= limit && !s.is_empty())
+    }
+
+    /// Whether [`Self::upload_candidate`] would find a segment, without copying indexes.
+    pub fn has_upload_candidate(&self, from: i64, limit: i64) -> bool {
+        self.next_to_upload(from, limit).is_some()
     }
 
     /// Bytes of local segments holding offsets at or after `from`: the upload lag.
@@ -1563,5 +1571,78 @@ mod tests {
         let a = append_batch(&mut log, 1, 1, 1);
         assert_eq!(a.first_offset, 30);
         assert_eq!(read_all(&log, 0).len(), 16);
+    }
+
+    #[test]
+    fn tiered_retention_waits_for_uploads_and_uses_local_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = small_segments();
+        config.remote_storage = true;
+        config.retention_bytes = -1;
+        config.local_retention_bytes = 8192;
+        let (mut log, _) = open(dir.path(), config, None);
+        for i in 0..100 {
+            append_batch(&mut log, 2, 1_000 + i, 100);
+        }
+        let leo = log.log_end_offset();
+        // Nothing uploaded: nothing goes, however large the log.
+        let out = log.apply_retention(2_000, leo, None).unwrap();
+        assert_eq!(out, RetentionOutcome::default());
+        // Uploaded up to the third segment's end: at most those go.
+        let third_end = log.segments().nth(2).unwrap().next_offset();
+        let out = log.apply_retention(2_000, leo, Some(third_end)).unwrap();
+        assert_eq!(out.segments_deleted, 3);
+        assert_eq!(log.log_start_offset(), third_end);
+        // Everything uploaded: local.retention.bytes bounds the local log.
+        log.apply_retention(2_000, leo, Some(leo)).unwrap();
+        assert!(log.size_bytes() <= 8192 + 4096, "{}", log.size_bytes());
+    }
+
+    #[test]
+    fn upload_candidates_are_sealed_committed_segments_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path(), small_segments(), None);
+        for i in 0..40 {
+            append_batch(&mut log, 2, 1_000 + i, 100);
+        }
+        let segs: Vec<(i64, i64)> = log
+            .segments()
+            .map(|s| (s.base_offset(), s.next_offset()))
+            .collect();
+        assert!(segs.len() >= 3);
+        let leo = log.log_end_offset();
+        let first = log.upload_candidate(i64::MIN, leo).unwrap();
+        assert_eq!((first.base_offset, first.end_offset), segs[0]);
+        assert_eq!(first.size, log.segments().next().unwrap().size());
+        assert!(!first.index.is_empty() || first.size < 4096);
+        assert_eq!(first.epochs, vec![(0, 0)]);
+        let second = log.upload_candidate(first.end_offset, leo).unwrap();
+        assert_eq!(second.base_offset, segs[1].0);
+        // Not committed yet (high watermark inside it): not a candidate.
+        assert!(log.upload_candidate(segs[1].0, segs[1].1 - 1).is_none());
+        // The active segment never is.
+        assert!(log.upload_candidate(segs[segs.len() - 1].0, leo).is_none());
+        assert_eq!(log.bytes_from(segs[1].0), log.size_bytes() - first.size);
+    }
+
+    #[test]
+    fn reset_to_starts_an_empty_log_at_the_remote_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path(), small_segments(), None);
+        append_batch(&mut log, 3, 1_000, 100);
+        log.reset_to(5_000, &[(0, 0), (2, 4_000)]).unwrap();
+        assert_eq!(log.log_start_offset(), 5_000);
+        assert_eq!(log.log_end_offset(), 5_000);
+        assert_eq!(log.size_bytes(), 0);
+        assert_eq!(log.epoch_cache().entries(), &[(0, 0), (2, 4_000)]);
+        let info = append_batch(&mut log, 2, 2_000, 10);
+        assert_eq!(info.first_offset, 5_000);
+        drop(log);
+        // Survives a reopen.
+        let (log, _) = open(dir.path(), small_segments(), None);
+        assert_eq!(
+            (log.log_start_offset(), log.log_end_offset()),
+            (5_000, 5_002)
+        );
     }
 }

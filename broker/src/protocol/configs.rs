@@ -209,6 +209,19 @@ async fn commit(
             }
             validate_topic_configs(&configs)
                 .map_err(|e| TopicError::new(ResponseError::InvalidConfig, e))?;
+            if let Some(current) = md.topics.get(name) {
+                let was = broker.replicas.log_config_for(&md, current).remote_storage;
+                let mut changed = current.clone();
+                changed.configs = configs.clone();
+                if was && !broker.replicas.log_config_for(&md, &changed).remote_storage {
+                    return Err(TopicError::new(
+                        ResponseError::InvalidConfig,
+                        format!(
+                            "remote.storage.enable cannot be turned off for topic {name}: its data in remote storage would become unreachable (delete the topic to remove it)"
+                        ),
+                    ));
+                }
+            }
             MetadataCommand::SetTopicConfigs {
                 name: name.to_string(),
                 configs,

@@ -12,6 +12,7 @@ pub async fn handle(ctx: &RequestContext, req: DeleteRecordsRequest) -> DeleteRe
     let broker = &ctx.broker;
     let mut changed = false;
     let mut remote = Vec::new();
+    let timeout = std::time::Duration::from_millis(req.timeout_ms.max(1000) as u64);
     let mut topics: Vec<DeleteRecordsTopicResult> = req
         .topics
         .into_iter()
@@ -78,7 +79,7 @@ pub async fn handle(ctx: &RequestContext, req: DeleteRecordsRequest) -> DeleteRe
     // drops whole segments below it) before the answer.
     if let Some(tier) = &broker.tier {
         for (p, topic) in remote {
-            if let Err(e) = tier.apply_log_start(&p).await {
+            if let Err(e) = tier.apply_log_start(&p, timeout).await {
                 tracing::error!(topic = %topic, partition = p.index, error = %e,
                     "cannot record DeleteRecords in the remote manifest");
                 for t in topics.iter_mut().filter(|t| t.name.0 == topic) {

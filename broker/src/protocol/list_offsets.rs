@@ -65,6 +65,9 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffset
     ListOffsetsResponse::default().with_topics(topics)
 }
 
+/// How long a timestamp lookup may wait for the object store (index and chunk reads).
+const REMOTE_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A timestamp lookup that looks in the remote-only segments first (they hold the older
 /// records), then in the local log.
 async fn by_timestamp_with_remote(
@@ -75,10 +78,16 @@ async fn by_timestamp_with_remote(
 ) -> Result<(i64, i64, i32), i16> {
     partition.fetch_offsets(epoch).map_err(|e| e.error_code())?;
     if let Some(tier) = &broker.tier {
-        match tier.offset_for_timestamp(partition, ts).await {
-            Ok(Some(found)) => return Ok(found),
-            Ok(None) => {}
-            Err(e) => {
+        let lookup = tier.offset_for_timestamp(partition, ts);
+        match tokio::time::timeout(REMOTE_LOOKUP_TIMEOUT, lookup).await {
+            Ok(Ok(Some(found))) => return Ok(found),
+            Ok(Ok(None)) => {}
+            Err(_) => {
+                tracing::warn!(topic = %partition.topic, partition = partition.index, timestamp = ts,
+                    "timestamp lookup in remote storage did not finish in time");
+                return Err(ResponseError::RequestTimedOut.code());
+            }
+            Ok(Err(e)) => {
                 tracing::error!(topic = %partition.topic, partition = partition.index, timestamp = ts,
                     error = %e, "timestamp lookup in remote storage failed");
                 return Err(ResponseError::KafkaStorageError.code());

@@ -318,6 +318,10 @@ impl Partition {
             .messages_in
             .fetch_add(info.records as u64, Ordering::Relaxed);
         self.maybe_advance_high_watermark(leo);
+        let info = AppendInfo {
+            log_start_offset: self.log_start_with_remote(info.log_start_offset),
+            ..info
+        };
         Ok(AppendOutcome { info, flush_due })
     }
 
@@ -422,7 +426,7 @@ impl Partition {
                 partition: self.index,
             });
         }
-        Ok(r.has_data() && offset >= r.effective_start() && offset < r.end.max(local_start))
+        Ok(r.has_data() && offset >= r.effective_start() && offset < r.end)
     }
 
     /// The local log start offset (ListOffsets EARLIEST_LOCAL, the remote tier's upper
@@ -432,13 +436,23 @@ impl Partition {
     }
 
     /// The next segment to upload at or after `from`, if it is sealed and committed.
+    /// Only committed data that is also on disk locally is uploaded: after any crash the
+    /// local log then still reaches the remote end, so it is never behind the bucket
+    /// unless it is empty (a lost disk), which writes wait for.
     pub fn upload_candidate(&self, from: i64) -> Option<partition_log::UploadSource> {
         let hw = self.high_watermark();
         let log = self.log.lock();
         if log.is_closed() || log.is_offline() {
             return None;
         }
-        log.upload_candidate(from, hw)
+        log.upload_candidate(from, hw.min(log.recovery_point()))
+    }
+
+    /// Whether a sealed, committed, flushed segment after `from` waits for upload.
+    pub fn upload_pending(&self, from: i64) -> bool {
+        let hw = self.high_watermark();
+        let log = self.log.lock();
+        log.has_upload_candidate(from, hw.min(log.recovery_point()))
     }
 
     /// (local start, local bytes, local bytes at or after `from`).
@@ -489,6 +503,14 @@ impl Partition {
         let hw = self.high_watermark();
         let log = self.log.lock();
         let offsets = self.offsets_of(&log, hw);
+        // Between the remote end and a later local start (a hole: data lost before it was
+        // uploaded), reading continues at the local start, as Kafka skips to the next
+        // available batch.
+        let offset = if offset < log.log_start_offset() && offset >= offsets.log_start_offset {
+            log.log_start_offset()
+        } else {
+            offset
+        };
         let slice = log.read(offset, hw, max_bytes, min_one_batch)?;
         Ok(ReadResult { offsets, slice })
     }

@@ -1,11 +1,10 @@
 //! Where a partition's tiered data lives in the bucket.
 //!
 //! `<root>/<cluster id>/<hh>/<topic>-<topic id>/<partition>/`, where `hh` is a hash of the
-//! topic id and partition: object stores split load by key prefix, so partitions spread
-//! over 256 prefixes instead of piling onto one. A cluster is one listable prefix; a
-//! partition is one listable prefix (its hash is computed from ids the metadata holds).
-//! The topic id in the path keeps a re-created topic of the same name apart from its
-//! predecessor.
+//! topic id: object stores split request load by key prefix, so topics spread over 256
+//! prefixes instead of piling onto one, while a cluster, a topic and a partition each
+//! stay one listable prefix. The topic id in the path keeps a re-created topic of the
+//! same name apart from its predecessor.
 
 use object_store::path::Path;
 use uuid::Uuid;
@@ -28,10 +27,7 @@ impl std::fmt::Display for PartitionKey {
 }
 
 fn hash_prefix(key: &PartitionKey) -> String {
-    let mut buf = Vec::with_capacity(20);
-    buf.extend_from_slice(key.topic_id.as_bytes());
-    buf.extend_from_slice(&key.partition.to_be_bytes());
-    format!("{:02x}", crc32c::crc32c(&buf) & 0xff)
+    format!("{:02x}", crc32c::crc32c(key.topic_id.as_bytes()) & 0xff)
 }
 
 /// The prefix holding every object of one partition.
@@ -46,20 +42,28 @@ pub fn partition_prefix(root: &Path, cluster_id: &str, key: &PartitionKey) -> Pa
 
 /// `<prefix>/<base offset, 20 digits>-<upload id>.<ext>`: the upload id makes every
 /// attempt's objects distinct, so a retried or abandoned upload never overwrites an
-/// object a manifest names.
+/// object a manifest names. Keys use 64 bits of the id (unique enough per partition and
+/// base offset), keeping them short: some S3-compatible stores derive file names from
+/// keys and hit file name limits.
 pub fn segment_object(prefix: &Path, base_offset: i64, id: Uuid, ext: &str) -> Path {
-    prefix.child(format!("{base_offset:020}-{}.{ext}", id.simple()))
+    prefix.child(format!("{base_offset:020}-{}.{ext}", short_id(id)))
+}
+
+/// The part of an upload id that appears in object keys.
+pub fn short_id(id: Uuid) -> String {
+    format!("{:016x}", id.as_u64_pair().0)
 }
 
 pub fn manifest_object(prefix: &Path) -> Path {
     prefix.child(MANIFEST)
 }
 
-/// The upload id of a segment object's file name, if it is one.
-pub fn parse_segment_object(name: &str) -> Option<(i64, Uuid)> {
+/// The base offset and (short) upload id of a segment object's file name, if it is one.
+pub fn parse_segment_object(name: &str) -> Option<(i64, String)> {
     let (stem, _ext) = name.rsplit_once('.')?;
     let (base, id) = stem.split_once('-')?;
-    Some((base.parse().ok()?, Uuid::parse_str(id).ok()?))
+    (id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| Some((base.parse().ok()?, id.to_string())))?
 }
 
 #[cfg(test)]
@@ -83,19 +87,21 @@ mod tests {
         );
         // Deterministic: the same partition always maps to the same prefix.
         assert_eq!(prefix, partition_prefix(&root, "clu", &key));
+        // Partitions of one topic share the topic's prefix.
         let other = PartitionKey {
             partition: 8,
             ..key.clone()
         };
-        assert_ne!(
-            partition_prefix(&root, "clu", &other).parts().nth(3),
-            None,
-            "hash segment present"
+        let topic_prefix = |p: &Path| p.to_string().rsplit_once('/').unwrap().0.to_string();
+        assert_eq!(
+            topic_prefix(&partition_prefix(&root, "clu", &other)),
+            topic_prefix(&prefix)
         );
         let id = Uuid::new_v4();
         let obj = segment_object(&prefix, 42, id, "log");
         let name = obj.filename().unwrap();
-        assert_eq!(parse_segment_object(name), Some((42, id)));
+        assert_eq!(parse_segment_object(name), Some((42, short_id(id))));
+        assert!(name.len() < 42, "{name}");
         assert_eq!(parse_segment_object(MANIFEST), None);
         assert_eq!(
             manifest_object(&prefix).to_string(),
@@ -115,14 +121,15 @@ mod tests {
         for p in 0..64 {
             let key = PartitionKey {
                 topic: "t".into(),
-                topic_id: Uuid::from_u128(99),
+                topic_id: Uuid::new_v4(),
                 partition: p,
             };
             seen.insert(hash_prefix(&key));
         }
+        // 64 random topic ids over 256 prefixes: ~57 distinct expected; 40 is far below.
         assert!(
             seen.len() > 40,
-            "64 partitions landed on {} prefixes",
+            "64 topics landed on {} prefixes",
             seen.len()
         );
     }

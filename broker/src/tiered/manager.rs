@@ -75,6 +75,7 @@ pub struct TierManager {
     copy_permits: Arc<Semaphore>,
     deletions: Arc<PendingDeletions>,
     deleting: AtomicBool,
+    deletion_schedule: Mutex<Schedule>,
 }
 
 impl TierManager {
@@ -114,6 +115,10 @@ impl TierManager {
             entries: Mutex::new(HashMap::new()),
             deletions,
             deleting: AtomicBool::new(false),
+            deletion_schedule: Mutex::new(Schedule {
+                failures: 0,
+                next_run: Instant::now(),
+            }),
         })
     }
 
@@ -174,7 +179,7 @@ impl TierManager {
         // Wait for in-flight partition work so no upload is cut between its objects and
         // its manifest more often than necessary (a cut one is harmless, just wasted).
         let _ = tokio::time::timeout(
-            Duration::from_secs(10),
+            Duration::from_secs(5),
             self.copy_permits
                 .acquire_many(self.settings.copier_threads.max(1) as u32),
         )
@@ -186,8 +191,12 @@ impl TierManager {
         let now = Instant::now();
         {
             let mut entries = self.entries.lock();
-            entries
-                .retain(|(id, idx), _| hosted.iter().any(|p| p.topic_id == *id && p.index == *idx));
+            // An entry whose work still runs stays, so its partition never has two rounds
+            // at once and a deletion can wait for it.
+            entries.retain(|(id, idx), e| {
+                e.busy.load(Ordering::Acquire)
+                    || hosted.iter().any(|p| p.topic_id == *id && p.index == *idx)
+            });
         }
         for p in hosted {
             let leader = p.leadership().leader == broker.node_id;
@@ -226,11 +235,7 @@ impl TierManager {
                     }
                     Err(err) => {
                         s.failures = s.failures.saturating_add(1);
-                        let backoff = this
-                            .settings
-                            .retry_backoff_ms
-                            .saturating_mul(1u64 << (s.failures - 1).min(20))
-                            .min(this.settings.retry_backoff_max_ms);
+                        let backoff = this.backoff_ms(s.failures);
                         s.next_run = Instant::now() + Duration::from_millis(backoff);
                         this.metrics.remote_error(err.reason());
                         tracing::warn!(topic = %p.topic, partition = p.index, error = %err,
@@ -242,63 +247,94 @@ impl TierManager {
                 e.busy.store(false, Ordering::Release);
             });
         }
-        if !self.deletions.pending().is_empty() && !self.deleting.swap(true, Ordering::AcqRel) {
+        if !self.deletions.pending().is_empty()
+            && self.deletion_schedule.lock().next_run <= now
+            && !self.deleting.swap(true, Ordering::AcqRel)
+        {
             let this = self.clone();
             tokio::spawn(async move {
-                this.process_deletions().await;
+                let ok = this.process_deletions().await;
+                {
+                    let mut s = this.deletion_schedule.lock();
+                    s.failures = if ok { 0 } else { s.failures.saturating_add(1) };
+                    let backoff = if ok { 0 } else { this.backoff_ms(s.failures) };
+                    s.next_run = Instant::now() + Duration::from_millis(backoff);
+                }
                 this.deleting.store(false, Ordering::Release);
             });
         }
     }
 
-    /// One round for one partition: load, upload, retention, lag.
+    /// Exponential backoff after `failures` consecutive failures.
+    fn backoff_ms(&self, failures: u32) -> u64 {
+        self.settings
+            .retry_backoff_ms
+            .saturating_mul(1u64 << failures.saturating_sub(1).min(20))
+            .min(self.settings.retry_backoff_max_ms)
+    }
+
+    /// One round for one partition: load, upload, retention, lag. The partition's lock is
+    /// taken per step, so DeleteRecords and deletions wait for one upload at most.
     async fn work(&self, e: &Entry, p: &Arc<Partition>, broker: &Broker) -> Result<(), TierError> {
-        let _one_at_a_time = e.work.lock().await;
-        if p.is_closed() {
-            return Ok(());
-        }
-        let mut manifest = match e.manifest() {
-            Some(m) => m,
-            None => self.load(e, p).await?,
-        };
-        if p.config().remote_storage {
-            while !broker.shutdown.is_cancelled() && !p.is_closed() {
-                let from = manifest.end_offset().unwrap_or(i64::MIN);
-                self.update_lag(p, from);
-                let Some(src) = p.upload_candidate(from) else {
-                    break;
-                };
-                let started = Instant::now();
-                let seg = self.uploader.upload(&e.prefix, &src, now_ms()).await?;
-                if p.is_closed() {
-                    self.delete_segment_objects(&e.prefix, &seg).await;
-                    return Ok(());
-                }
-                let mut next = (*manifest).clone();
-                next.segments.push(seg.clone());
-                next.leader_epoch = p.leadership().leader_epoch;
-                if let Err(err) = self.write_manifest(e, &mut next).await {
-                    self.delete_segment_objects(&e.prefix, &seg).await;
-                    return Err(err);
-                }
-                manifest = Arc::new(next);
-                *e.manifest.write() = Some(manifest.clone());
-                publish(p, &manifest);
-                self.metrics.remote_upload_segments.inc();
-                self.metrics.remote_upload_bytes.inc_by(seg.size_bytes);
-                tracing::info!(topic = %p.topic, partition = p.index,
-                    base_offset = seg.base_offset, end_offset = seg.end_offset,
-                    bytes = seg.size_bytes, elapsed_ms = started.elapsed().as_millis() as u64,
-                    "uploaded segment to remote storage");
+        {
+            let _one_at_a_time = e.work.lock().await;
+            if p.is_closed() {
+                return Ok(());
+            }
+            if e.manifest().is_none() {
+                self.load(e, p).await?;
             }
         }
+        while p.config().remote_storage && !broker.shutdown.is_cancelled() {
+            let _one_at_a_time = e.work.lock().await;
+            let Some(manifest) = e.manifest() else {
+                break;
+            };
+            if p.is_closed() {
+                return Ok(());
+            }
+            let from = manifest.end_offset().unwrap_or(i64::MIN);
+            self.update_lag(p, from);
+            let Some(src) = p.upload_candidate(from) else {
+                break;
+            };
+            let started = Instant::now();
+            let seg = self.uploader.upload(&e.prefix, &src, now_ms()).await?;
+            if p.is_closed() {
+                self.delete_segment_objects(&e.prefix, &seg).await;
+                return Ok(());
+            }
+            let mut next = (*manifest).clone();
+            next.segments.push(seg.clone());
+            next.leader_epoch = p.leadership().leader_epoch;
+            if let Err(err) = self.write_manifest(e, &mut next).await {
+                // The write may have landed although it reported an error: the objects
+                // stay, and the next round re-reads the manifest (sweeping them if it does
+                // not name them).
+                *e.manifest.write() = None;
+                return Err(err);
+            }
+            let manifest = Arc::new(next);
+            *e.manifest.write() = Some(manifest.clone());
+            publish(p, &manifest);
+            self.metrics.remote_upload_segments.inc();
+            self.metrics.remote_upload_bytes.inc_by(seg.size_bytes);
+            tracing::info!(topic = %p.topic, partition = p.index,
+                base_offset = seg.base_offset, end_offset = seg.end_offset,
+                bytes = seg.size_bytes, elapsed_ms = started.elapsed().as_millis() as u64,
+                "uploaded segment to remote storage");
+        }
+        let _one_at_a_time = e.work.lock().await;
+        let Some(manifest) = e.manifest() else {
+            return Ok(());
+        };
         self.update_lag(p, manifest.end_offset().unwrap_or(i64::MIN));
         self.apply_retention(e, p, manifest).await
     }
 
     fn update_lag(&self, p: &Partition, from: i64) {
         let (_, _, lag) = p.local_usage(from);
-        let pending = p.config().remote_storage && p.upload_candidate(from).is_some();
+        let pending = p.config().remote_storage && p.upload_pending(from);
         p.update_remote(|v| {
             v.lag_bytes = if p.config().remote_storage { lag } else { 0 };
             v.lag_since_ms = match (pending, v.lag_since_ms) {
@@ -364,8 +400,11 @@ impl TierManager {
     /// Removes segment objects the manifest does not name: leftovers of uploads cut by
     /// a crash, or of deletions cut after their manifest write.
     async fn sweep_orphans(&self, e: &Entry, manifest: &Manifest) {
-        let known: std::collections::HashSet<Uuid> =
-            manifest.segments.iter().map(|s| s.id).collect();
+        let known: std::collections::HashSet<String> = manifest
+            .segments
+            .iter()
+            .map(|s| layout::short_id(s.id))
+            .collect();
         let mut listing = self.store.list(Some(&e.prefix));
         let mut orphans = Vec::new();
         while let Some(item) = listing.next().await {
@@ -458,7 +497,10 @@ impl TierManager {
             .map(|s| s.end_offset)
             .unwrap_or(i64::MIN)
             .max(new_start);
-        self.write_manifest(e, &mut next).await?;
+        if let Err(err) = self.write_manifest(e, &mut next).await {
+            *e.manifest.write() = None;
+            return Err(err);
+        }
         let next = Arc::new(next);
         *e.manifest.write() = Some(next.clone());
         publish(p, &next);
@@ -479,18 +521,36 @@ impl TierManager {
 
     /// Writes a DeleteRecords start offset into the manifest now (DeleteRecords answers
     /// only once it is durable).
-    pub async fn apply_log_start(&self, p: &Arc<Partition>) -> Result<(), TierError> {
+    pub async fn apply_log_start(
+        &self,
+        p: &Arc<Partition>,
+        timeout: Duration,
+    ) -> Result<(), TierError> {
         let Some(e) = self.entries.lock().get(&(p.topic_id, p.index)).cloned() else {
             return Ok(());
         };
-        let _one_at_a_time = e.work.lock().await;
-        match e.manifest() {
-            Some(m) => self.apply_retention(&e, p, m).await,
-            None => Ok(()),
-        }
+        let step = async {
+            let _one_at_a_time = e.work.lock().await;
+            match e.manifest() {
+                Some(m) => self.apply_retention(&e, p, m).await,
+                None => Ok(()),
+            }
+        };
+        tokio::time::timeout(timeout, step)
+            .await
+            .unwrap_or_else(|_| {
+                Err(TierError::Local {
+                    what: format!(
+                        "{}-{}: recording DeleteRecords in the manifest",
+                        p.topic, p.index
+                    ),
+                    reason: format!("not done within {} ms", timeout.as_millis()),
+                })
+            })
     }
 
-    async fn process_deletions(&self) {
+    /// Deletes the prefixes of deleted partitions; false if one failed (retried later).
+    async fn process_deletions(&self) -> bool {
         for d in self.deletions.pending() {
             let key = PartitionKey {
                 topic: Arc::from(d.topic.as_str()),
@@ -498,8 +558,8 @@ impl TierManager {
                 partition: d.partition,
             };
             let prefix = layout::partition_prefix(&self.root, &self.cluster_id, &key);
-            // Wait for any upload of this partition to end first.
-            let entry = self.entries.lock().remove(&(d.topic_id, d.partition));
+            // Wait for this partition's running step (an upload's manifest write) first.
+            let entry = self.entries.lock().get(&(d.topic_id, d.partition)).cloned();
             let _guard = match &entry {
                 Some(e) => Some(e.work.lock().await),
                 None => None,
@@ -507,6 +567,9 @@ impl TierManager {
             match self.delete_prefix(&prefix).await {
                 Ok(n) => {
                     self.deletions.done(&d);
+                    if let Some(e) = &entry {
+                        *e.manifest.write() = None;
+                    }
                     self.reader.forget_prefix(&prefix);
                     if n > 0 {
                         tracing::info!(topic = %d.topic, partition = d.partition, prefix = %prefix,
@@ -516,11 +579,12 @@ impl TierManager {
                 Err(err) => {
                     self.metrics.remote_error(err.reason());
                     tracing::warn!(topic = %d.topic, partition = d.partition, prefix = %prefix,
-                        error = %err, "cannot delete remote data of deleted topic yet; retrying");
-                    break;
+                        error = %err, "cannot delete remote data of deleted topic yet; retrying with backoff");
+                    return false;
                 }
             }
         }
+        true
     }
 
     async fn delete_prefix(&self, prefix: &Path) -> Result<usize, TierError> {
@@ -567,12 +631,26 @@ impl TierManager {
         };
         let reader = self.reader.clone();
         let prefix = e.prefix.clone();
+        let id = seg.id;
         // A task of its own: if the fetch stops waiting, the read still fills the cache.
         let task =
             tokio::spawn(
                 async move { reader.read(&prefix, &seg, offset, max_bytes, min_one).await },
             );
         match task.await {
+            Ok(Err(TierError::NotFound { key }))
+                if e.manifest()
+                    .is_none_or(|m| m.segments.iter().all(|s| s.id != id)) =>
+            {
+                // Retention removed the segment while this fetch read it: the offset is
+                // gone, not damaged.
+                tracing::debug!(object = %key, "remote segment deleted by retention during a read");
+                Ok(None)
+            }
+            Ok(Err(err @ TierError::NotFound { .. })) => {
+                self.metrics.remote_error(err.reason());
+                Err(err)
+            }
             Ok(r) => r.map(Some),
             Err(err) => Err(TierError::Local {
                 what: "remote read task".into(),

@@ -65,7 +65,8 @@ pub struct Manifest {
     /// The partition's log start offset as far as the remote tier knows it (DeleteRecords
     /// and retention move it).
     pub log_start_offset: i64,
-    /// Ordered by offset, not overlapping.
+    /// Ordered by end offset, strictly increasing; a segment may start before the previous
+    /// one ends.
     pub segments: Vec<RemoteSegment>,
 }
 
@@ -77,7 +78,7 @@ pub enum ManifestError {
     Version(u32),
     #[error("manifest belongs to topic id {found}, expected {expected}")]
     WrongTopic { found: Uuid, expected: Uuid },
-    #[error("manifest segments overlap or are out of order at offset {0}")]
+    #[error("manifest segments are out of order at offset {0}")]
     Order(i64),
 }
 
@@ -120,9 +121,11 @@ impl Manifest {
                 expected: topic_id,
             });
         }
+        // Segments may overlap (a local segment straddling the remote end is uploaded
+        // whole) but each must end later than the one before.
         let mut end = i64::MIN;
         for s in &m.segments {
-            if s.base_offset < end || s.end_offset <= s.base_offset {
+            if s.end_offset <= end || s.end_offset <= s.base_offset {
                 return Err(ManifestError::Order(s.base_offset));
             }
             end = s.end_offset;
@@ -223,6 +226,11 @@ mod tests {
             Manifest::decode(&m.encode(), Uuid::from_u128(2)),
             Err(ManifestError::WrongTopic { .. })
         ));
+        let mut overlap = m.clone();
+        overlap.segments[1].base_offset = 50;
+        assert!(Manifest::decode(&overlap.encode(), Uuid::from_u128(1)).is_ok());
+        assert_eq!(overlap.segment_for(60).unwrap().base_offset, 0);
+        assert_eq!(overlap.segment_for(100).unwrap().base_offset, 50);
         let mut bad = m.clone();
         bad.segments.swap(0, 1);
         assert!(matches!(

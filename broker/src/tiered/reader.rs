@@ -150,8 +150,11 @@ impl RemoteReader {
             Ok(b) => b,
             Err(e) => {
                 let err = TierError::store("ranged read", key, e);
-                self.metrics.remote_error(err.reason());
-                tracing::error!(object = %key, range = ?(start..end), error = %err, "remote read failed");
+                // A missing object is judged by the caller (retention may have raced).
+                if !matches!(err, TierError::NotFound { .. }) {
+                    self.metrics.remote_error(err.reason());
+                    tracing::error!(object = %key, range = ?(start..end), error = %err, "remote read failed");
+                }
                 return Err(err);
             }
         };
@@ -215,8 +218,10 @@ impl RemoteReader {
         };
         let bytes = result.map_err(|e| {
             let err = TierError::store("read", &key, e);
-            self.metrics.remote_error(err.reason());
-            tracing::error!(object = %key, error = %err, "remote index read failed");
+            if !matches!(err, TierError::NotFound { .. }) {
+                self.metrics.remote_error(err.reason());
+                tracing::error!(object = %key, error = %err, "remote index read failed");
+            }
             err
         })?;
         self.metrics

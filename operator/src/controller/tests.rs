@@ -141,6 +141,7 @@ fn description(
                 leader_epoch: 0,
                 replicas: vec![0],
                 isr: vec![0],
+                ..Default::default()
             })
             .collect(),
         configs,

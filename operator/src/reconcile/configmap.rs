@@ -46,17 +46,23 @@ pub fn properties(cluster: &Cluster) -> BTreeMap<String, String> {
         "internal.listener".into(),
         format!("0.0.0.0:{INTERNAL_PORT}"),
     );
+    // Without an object store the broker's built-in default (a directory in the
+    // container) would lose "uploaded" data with the pod: tiering is off instead.
+    p.insert("remote.log.storage.system.enable".into(), "false".into());
     if let Some(t) = &spec.tiered_storage {
         p.insert("remote.log.storage.system.enable".into(), "true".into());
         p.insert("remote.log.storage.url".into(), t.url.clone());
         if let Some(e) = &t.endpoint {
-            p.insert("remote.log.storage.endpoint".into(), e.clone());
+            p.insert("remote.log.storage.s3.endpoint".into(), e.clone());
         }
         if let Some(r) = &t.region {
-            p.insert("remote.log.storage.region".into(), r.clone());
+            p.insert("remote.log.storage.s3.region".into(), r.clone());
         }
         if let Some(ps) = t.path_style {
-            p.insert("remote.log.storage.path.style".into(), ps.to_string());
+            p.insert(
+                "remote.log.storage.s3.path.style.access".into(),
+                ps.to_string(),
+            );
         }
         if let Some(ms) = t.local_retention_ms {
             p.insert("log.local.retention.ms".into(), ms.to_string());
@@ -137,8 +143,8 @@ tieredStorage:
             "default.replication.factor=3",
             "remote.log.storage.system.enable=true",
             "remote.log.storage.url=s3://bucket/prefix",
-            "remote.log.storage.endpoint=http://minio:9000",
-            "remote.log.storage.path.style=true",
+            "remote.log.storage.s3.endpoint=http://minio:9000",
+            "remote.log.storage.s3.path.style.access=true",
             "log.local.retention.ms=3600000",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
@@ -163,5 +169,15 @@ tieredStorage:
         assert_eq!(config_hash(&config_map(&b)), config_hash(&config_map(&b)));
         assert_ne!(config_hash(&config_map(&b)), config_hash(&config_map(&c)));
         assert_eq!(config_hash(&config_map(&b)).len(), 16);
+    }
+
+    #[test]
+    fn tiering_is_off_without_an_object_store() {
+        let text = render(&cluster("config: {}"));
+        assert!(
+            text.lines()
+                .any(|l| l == "remote.log.storage.system.enable=false"),
+            "{text}"
+        );
     }
 }
