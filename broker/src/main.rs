@@ -271,8 +271,8 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
     tasks.spawn(sluice_broker::replica::cleaner::run(broker.clone()));
     tasks.spawn(sluice_broker::group::run_timers(broker.clone()));
     tasks.spawn(maintenance::watch_metadata(broker.clone()));
-    if let Some(tier) = tier {
-        tasks.spawn(tier.run(broker.clone()));
+    if let Some(tier) = &tier {
+        tasks.spawn(tier.clone().run(broker.clone()));
     }
     let http_task = tokio::spawn(http::serve(
         http_listener,
@@ -285,6 +285,9 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
         broker.shutdown.clone(),
     ));
     sluice_broker::group::GroupCoordinator::sync_partitions(&broker).await;
+    if let Some(tier) = &tier {
+        tier.wait_loaded(&broker, Duration::from_secs(30)).await;
+    }
     broker.set_ready(true);
     tracing::info!(http = %http_addr, internal = %internal_addr, advertised = ?endpoints, "broker ready");
 

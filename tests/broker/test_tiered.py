@@ -362,9 +362,20 @@ def test_100mb_served_from_the_bucket_byte_for_byte(request, broker_factory, tmp
     n = 100_000
     produce_range(b, topic, 0, n)
 
-    def settled():
+    def state():
         m = manifest(root, topic)
-        return m is not None and len(m["segments"]) >= segments and len(local_segments(b, topic)) <= local_max
+        return (m and m["generation"], local_segments(b, topic))
+
+    def settled():
+        """Every sealed segment uploaded, local retention done, nothing moving for 1 s."""
+        m = manifest(root, topic)
+        local = local_segments(b, topic)
+        if not (m and len(m["segments"]) >= segments and len(local) <= local_max
+                and m["segments"][-1]["end_offset"] == local[-1]):
+            return False
+        before = state()
+        time.sleep(1)
+        return state() == before
     assert wait_for(settled, 120, 0.2), (
         f"local {local_segments(b, topic)}, remote segments "
         f"{len(remote_segments(root, topic))}")

@@ -62,24 +62,6 @@ fn plan(targets: &[Target], request_max: usize) -> (Vec<Planned>, usize) {
             };
             let budget = request_max.saturating_sub(total).min(t.max_bytes);
             let min_one = total == 0;
-            match p.is_remote_offset(t.fetch_offset) {
-                Ok(false) => {}
-                Ok(true) => {
-                    return match p.fetch_offsets(t.current_leader_epoch) {
-                        Ok(offsets) => {
-                            // Counted as available: the remote read decides the size.
-                            total += budget.max(1);
-                            Planned::Remote {
-                                offsets,
-                                max_bytes: budget,
-                                min_one,
-                            }
-                        }
-                        Err(e) => Planned::Error(e.error_code()),
-                    };
-                }
-                Err(e) => return Planned::Error(e.error_code()),
-            }
             if budget == 0 && !min_one {
                 // Still report offsets, just no data.
                 return match p.read(t.fetch_offset, 0, false, t.current_leader_epoch) {
@@ -96,6 +78,15 @@ fn plan(targets: &[Target], request_max: usize) -> (Vec<Planned>, usize) {
                 min_one,
                 t.current_leader_epoch,
             ) {
+                Ok(r) if r.remote => {
+                    // Counted as available: the remote read decides the size.
+                    total += budget.max(1);
+                    Planned::Remote {
+                        offsets: r.offsets,
+                        max_bytes: budget,
+                        min_one,
+                    }
+                }
                 Ok(r) => {
                     total += r.slice.as_ref().map(|s| s.len).unwrap_or(0);
                     Planned::Data { result: r }

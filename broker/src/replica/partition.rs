@@ -140,6 +140,8 @@ pub struct LogOffsets {
 pub struct ReadResult {
     pub offsets: LogOffsets,
     pub slice: Option<FileSlice>,
+    /// The offset is only in the remote tier: read it there (`slice` is `None`).
+    pub remote: bool,
 }
 
 #[derive(Debug)]
@@ -411,24 +413,6 @@ impl Partition {
         f(&mut self.remote.lock())
     }
 
-    /// Whether a read at `offset` must go to the remote tier: below the local log start
-    /// and not below the remote start. `Err` when that is not known yet (manifest not
-    /// loaded) for a partition with remote storage.
-    pub fn is_remote_offset(&self, offset: i64) -> Result<bool, PartitionError> {
-        let local_start = self.log.lock().log_start_offset();
-        if offset >= local_start {
-            return Ok(false);
-        }
-        let r = self.remote.lock();
-        if !r.loaded && self.config().remote_storage {
-            return Err(PartitionError::RemoteNotLoaded {
-                topic: self.topic.clone(),
-                partition: self.index,
-            });
-        }
-        Ok(r.has_data() && offset >= r.effective_start() && offset < r.end)
-    }
-
     /// The local log start offset (ListOffsets EARLIEST_LOCAL, the remote tier's upper
     /// bound of interest).
     pub fn local_log_start(&self) -> i64 {
@@ -484,7 +468,7 @@ impl Partition {
         Ok(true)
     }
 
-    /// Offsets for a fetch served from the remote tier, after the leader checks.
+    /// The partition's offsets, after the leader checks of a read.
     pub fn fetch_offsets(&self, current_leader_epoch: i32) -> Result<LogOffsets, PartitionError> {
         self.check_leader(current_leader_epoch)?;
         Ok(self.offsets())
@@ -503,16 +487,37 @@ impl Partition {
         let hw = self.high_watermark();
         let log = self.log.lock();
         let offsets = self.offsets_of(&log, hw);
-        // Between the remote end and a later local start (a hole: data lost before it was
-        // uploaded), reading continues at the local start, as Kafka skips to the next
-        // available batch.
-        let offset = if offset < log.log_start_offset() && offset >= offsets.log_start_offset {
-            log.log_start_offset()
-        } else {
-            offset
-        };
+        let mut offset = offset;
+        let local_start = log.log_start_offset();
+        if offset < local_start {
+            // Decided under the log lock, so local retention cannot delete the data between
+            // this check and the read.
+            let r = self.remote.lock();
+            if !r.loaded && self.config().remote_storage {
+                return Err(PartitionError::RemoteNotLoaded {
+                    topic: self.topic.clone(),
+                    partition: self.index,
+                });
+            }
+            if r.has_data() && offset >= r.effective_start() {
+                if offset < r.end {
+                    return Ok(ReadResult {
+                        offsets,
+                        slice: None,
+                        remote: true,
+                    });
+                }
+                // Between the remote end and a later local start (data lost before its
+                // upload): continue at the local start, as Kafka skips to the next batch.
+                offset = local_start;
+            }
+        }
         let slice = log.read(offset, hw, max_bytes, min_one_batch)?;
-        Ok(ReadResult { offsets, slice })
+        Ok(ReadResult {
+            offsets,
+            slice,
+            remote: false,
+        })
     }
 
     /// ListOffsets: `(offset, timestamp, leader epoch)` for a timestamp or one of Kafka's
@@ -529,6 +534,16 @@ impl Partition {
             Some((o, t, e)) if o < hw => (o, t, e),
             _ => (-1, -1, -1),
         };
+        if matches!(timestamp, -2 | -5)
+            && self.config().remote_storage
+            && !self.remote.lock().loaded
+        {
+            // The earliest offset may be in the bucket: do not answer with the local one.
+            return Err(PartitionError::RemoteNotLoaded {
+                topic: self.topic.clone(),
+                partition: self.index,
+            });
+        }
         Ok(match timestamp {
             -1 => (hw, -1, lead.leader_epoch),
             -2 if self.remote.lock().has_data() => {

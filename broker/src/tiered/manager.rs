@@ -273,6 +273,44 @@ impl TierManager {
             .min(self.settings.retry_backoff_max_ms)
     }
 
+    /// Waits (at most `limit`) until the manifests of all partitions led here with remote
+    /// storage are loaded, so a starting broker reports the remote log start from its
+    /// first answer. An unreachable store only delays readiness by `limit`.
+    pub async fn wait_loaded(&self, broker: &Broker, limit: Duration) {
+        let started = Instant::now();
+        let pending = || {
+            broker
+                .replicas
+                .all_partitions()
+                .into_iter()
+                .filter(|p| {
+                    p.leadership().leader == broker.node_id
+                        && p.config().remote_storage
+                        && !p.remote_view().loaded
+                })
+                .count()
+        };
+        loop {
+            let left = pending();
+            if left == 0 {
+                tracing::info!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "remote tier manifests loaded"
+                );
+                return;
+            }
+            if started.elapsed() >= limit || broker.shutdown.is_cancelled() {
+                tracing::warn!(
+                    partitions = left,
+                    waited_ms = limit.as_millis() as u64,
+                    "remote tier manifests not loaded yet (object store unreachable?); serving local data meanwhile, loads keep retrying"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// One round for one partition: load, upload, retention, lag. The partition's lock is
     /// taken per step, so DeleteRecords and deletions wait for one upload at most.
     async fn work(&self, e: &Entry, p: &Arc<Partition>, broker: &Broker) -> Result<(), TierError> {
