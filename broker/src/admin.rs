@@ -127,7 +127,7 @@ fn describe(broker: &Broker, t: &TopicMetadata) -> TopicDescription {
     }
 }
 
-fn describe_current(broker: &Broker, name: &str) -> Result<TopicDescription, Status> {
+pub(crate) fn describe_current(broker: &Broker, name: &str) -> Result<TopicDescription, Status> {
     broker
         .metadata
         .current()

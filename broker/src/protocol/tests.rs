@@ -761,3 +761,28 @@ async fn protocol_violations_close_the_connection() {
     assert_eq!(body.error_code, 35);
     assert!(!body.api_keys.is_empty());
 }
+
+#[tokio::test]
+async fn admin_describe_reports_local_and_remote_sizes() {
+    let h = harness().await;
+    let p = h.broker.replicas.get("t", 0).unwrap();
+    p.update_remote(|v| {
+        v.loaded = true;
+        v.segments = 3;
+        v.start = 0;
+        v.end = 100;
+        v.size_bytes = 12_345;
+        v.lag_bytes = 7;
+    });
+    let d = crate::admin::describe_current(&h.broker, "t").unwrap();
+    let p0 = &d.partitions[0];
+    assert_eq!(p0.remote_size_bytes, 12_345);
+    assert_eq!(p0.remote_segments, 3);
+    assert_eq!(p0.remote_upload_lag_bytes, 7);
+    assert_eq!(p0.local_size_bytes, 0);
+    assert_eq!((p0.log_start_offset, p0.local_log_start_offset), (0, 0));
+    assert_eq!(p0.high_watermark, 0);
+    // A partition without remote data reports zeros for the remote tier.
+    assert_eq!(d.partitions[1].remote_size_bytes, 0);
+    assert_eq!(d.partitions[1].remote_segments, 0);
+}
