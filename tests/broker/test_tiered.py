@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import random
+import signal
 import socket
 import struct
 import subprocess
@@ -185,7 +186,7 @@ def value(i, size=1000):
 BASE_TS = int(time.time() * 1000) - 3_600_000
 
 
-def produce_range(b, topic, first, count, size=1000, **conf):
+def produce_range(b, topic, first, count, size=1000, partition=0, **conf):
     """Produces records first..first+count-1 (value(i), timestamp BASE_TS + i) to
     partition 0 with acks=all; asserts every delivery."""
     p = producer(b, **{"linger.ms": 20, "batch.size": 256 * 1024, **conf})
@@ -194,7 +195,7 @@ def produce_range(b, topic, first, count, size=1000, **conf):
         for i in range(first, first + count):
             while True:
                 try:
-                    p.produce(topic, value=value(i, size), partition=0, timestamp=BASE_TS + i,
+                    p.produce(topic, value=value(i, size), partition=partition, timestamp=BASE_TS + i,
                               on_delivery=lambda err, msg: err and errors.append(err))
                     break
                 except BufferError:
@@ -299,11 +300,14 @@ def list_offset_v9(b, topic, timestamp, partition=0):
         s.close()
 
 
-def fetch_v4(b, topic, offset, max_bytes=MIB, wait_ms=500):
-    """Fetch v4 for partition 0: (error code, high watermark, record bytes)."""
+def fetch_v4_multi(b, topic, offsets, max_bytes=MIB, wait_ms=500, min_bytes=1):
+    """Fetch v4 for several partitions ({partition: offset}):
+    {partition: (error code, high watermark, record bytes)}."""
     w = rawkafka.Writer()
-    w.int32(-1).int32(wait_ms).int32(1).int32(max_bytes).int8(0)
-    w.int32(1).string(topic).int32(1).int32(0).int64(offset).int32(max_bytes)
+    w.int32(-1).int32(wait_ms).int32(min_bytes).int32(max_bytes * len(offsets)).int8(0)
+    w.int32(1).string(topic).int32(len(offsets))
+    for p, off in offsets.items():
+        w.int32(p).int64(off).int32(max_bytes)
     s = rawkafka.connect(b.port)
     try:
         s.sendall(rawkafka.request(1, 4, 5, w.build()))
@@ -311,20 +315,26 @@ def fetch_v4(b, topic, offset, max_bytes=MIB, wait_ms=500):
         r.int32()
         assert r.int32() == 1
         r.string()
-        assert r.int32() == 1
-        r.int32()
-        err = r.int16()
-        hw = r.int64()
-        r.int64()
-        n = r.int32()
-        for _ in range(max(n, 0)):
+        out = {}
+        for _ in range(r.int32()):
+            p = r.int32()
+            err = r.int16()
+            hw = r.int64()
             r.int64()
-            r.int64()
-        size = r.int32()
-        data = r._take(size) if size > 0 else b""
-        return err, hw, data
+            n = r.int32()
+            for _ in range(max(n, 0)):
+                r.int64()
+                r.int64()
+            size = r.int32()
+            out[p] = (err, hw, r._take(size) if size > 0 else b"")
+        return out
     finally:
         s.close()
+
+
+def fetch_v4(b, topic, offset, max_bytes=MIB, wait_ms=500):
+    """Fetch v4 for partition 0: (error code, high watermark, record bytes)."""
+    return fetch_v4_multi(b, topic, {0: offset}, max_bytes, wait_ms)[0]
 
 
 KAFKA_STORAGE_ERROR = 56
@@ -597,3 +607,31 @@ def test_damaged_and_missing_remote_objects_fail_only_their_range(broker_factory
     assert confluent_digest(b, topic, segs[6]["base_offset"], 12_000 - segs[6]["base_offset"]) == \
         expected_digest(segs[6]["base_offset"], 12_000 - segs[6]["base_offset"])
     assert b.alive()
+
+
+def test_remote_reads_do_not_hold_up_local_data(broker_factory, tmp_path, s3):
+    """With the S3 server frozen (SIGSTOP: connections hang), a fetch asking for remote
+    data of one partition and local data of another answers with the local data at once
+    instead of waiting the 10 s `remote.fetch.max.wait.ms`; the remote partition gets no
+    data and no error, and is served once the store answers again."""
+    b = broker_factory({**store_overrides("s3", tmp_path, s3), "remote.fetch.max.wait.ms": "10000"})
+    topic = "mixed"
+    create_topic(b, topic, 2, {**TIERED_TOPIC, "local.retention.bytes": str(2 * MIB)})
+    produce_range(b, topic, 0, 12_000)
+    produce_range(b, topic, 0, 10, partition=1)
+    assert wait_for(lambda: local_segments(b, topic)[0] > 5_000, 60)
+    s3.proc.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        got = fetch_v4_multi(b, topic, {0: 0, 1: 0}, wait_ms=0)
+        elapsed = time.monotonic() - started
+        assert got[1][0] == 0 and len(got[1][2]) > 0, got[1]
+        assert got[0][0] == 0 and got[0][2] == b"", got[0][:2]
+        assert elapsed < 5, f"local data waited {elapsed:.1f} s for the frozen object store"
+    finally:
+        s3.proc.send_signal(signal.SIGCONT)
+
+    def remote_served():
+        err, _, data = fetch_v4(b, topic, 0)
+        return err == 0 and len(data) > 0
+    assert wait_for(remote_served, 60, 0.5)

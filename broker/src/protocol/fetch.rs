@@ -169,7 +169,17 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
         }
     };
 
-    let remote = read_remote(broker, &targets, &planned).await;
+    // Hot data that already satisfies the request is not held up by remote reads beyond
+    // a short grace: those keep running into the chunk cache for the next fetch.
+    let hot: usize = planned
+        .iter()
+        .map(|p| match p {
+            Planned::Data { result } => result.slice.as_ref().map_or(0, |s| s.len),
+            _ => 0,
+        })
+        .sum();
+    let hot_ready = hot > 0 && hot >= min_bytes;
+    let remote = read_remote(broker, &targets, &planned, hot_ready).await;
 
     let mut topics: Vec<FetchableTopicResponse> = req
         .topics
@@ -253,13 +263,19 @@ fn partition_data(v: i16, partition: i32, o: &LogOffsets, records: bytes::Bytes)
     d
 }
 
-/// Reads the remote targets concurrently, each for at most `remote.fetch.max.wait.ms`.
+/// How long remote reads may delay a response whose local partitions already have data:
+/// enough for a chunk already in the cache.
+const HOT_DATA_GRACE: Duration = Duration::from_millis(20);
+
+/// Reads the remote targets concurrently, each for at most `remote.fetch.max.wait.ms`
+/// (or [`HOT_DATA_GRACE`] when local data alone answers the request).
 /// `None` for a target whose read has not finished (it keeps going in the background)
 /// or that is not remote.
 async fn read_remote(
     broker: &crate::broker::Broker,
     targets: &[Target],
     planned: &[Planned],
+    hot_ready: bool,
 ) -> Vec<Option<Result<bytes::Bytes, i16>>> {
     let Some(tier) = &broker.tier else {
         return planned
@@ -270,7 +286,12 @@ async fn read_remote(
             })
             .collect();
     };
-    let deadline = tokio::time::Instant::now() + tier.fetch_max_wait();
+    let wait = if hot_ready {
+        tier.fetch_max_wait().min(HOT_DATA_GRACE)
+    } else {
+        tier.fetch_max_wait()
+    };
+    let deadline = tokio::time::Instant::now() + wait;
     let reads = targets.iter().zip(planned).map(|(t, plan)| async move {
         let (Planned::Remote {
             max_bytes, min_one, ..
