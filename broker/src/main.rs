@@ -239,6 +239,15 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
         )
         .with_tier(tier.clone()),
     );
+    // From here on SIGTERM/SIGINT start an orderly shutdown, also during the startup
+    // steps below (waiting for remote manifests can take a while).
+    let signals = {
+        let b = broker.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            b.shutdown.cancel();
+        })
+    };
     store
         .submit(MetadataCommand::RegisterBroker(BrokerRegistration {
             id: node_id,
@@ -291,10 +300,10 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
     broker.set_ready(true);
     tracing::info!(http = %http_addr, internal = %internal_addr, advertised = ?endpoints, "broker ready");
 
-    wait_for_signal().await;
+    broker.shutdown.cancelled().await;
+    signals.abort();
     tracing::info!("shutting down: refusing new requests, finishing in-flight ones");
     broker.set_ready(false);
-    broker.shutdown.cancel();
     connections.close();
     let timeout = Duration::from_millis(config.shutdown_timeout_ms);
     if tokio::time::timeout(timeout, connections.wait())

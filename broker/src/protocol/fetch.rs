@@ -53,7 +53,7 @@ fn error_partition(index: i32, code: i16) -> PartitionData {
 /// request's `max_bytes` is reached (the first partition with data may exceed it: KIP-74).
 fn plan(targets: &[Target], request_max: usize) -> (Vec<Planned>, usize) {
     let mut total = 0usize;
-    let planned = targets
+    let mut planned = targets
         .iter()
         .map(|t| {
             let p = match &t.hosted {
@@ -78,15 +78,13 @@ fn plan(targets: &[Target], request_max: usize) -> (Vec<Planned>, usize) {
                 min_one,
                 t.current_leader_epoch,
             ) {
-                Ok(r) if r.remote => {
-                    // Counted as available: the remote read decides the size.
-                    total += budget.max(1);
-                    Planned::Remote {
-                        offsets: r.offsets,
-                        max_bytes: budget,
-                        min_one,
-                    }
-                }
+                // Sized after the local partitions (below): a remote read that does not
+                // finish in time must not have taken their share of the request.
+                Ok(r) if r.remote => Planned::Remote {
+                    offsets: r.offsets,
+                    max_bytes: 0,
+                    min_one: false,
+                },
                 Ok(r) => {
                     total += r.slice.as_ref().map(|s| s.len).unwrap_or(0);
                     Planned::Data { result: r }
@@ -94,7 +92,18 @@ fn plan(targets: &[Target], request_max: usize) -> (Vec<Planned>, usize) {
                 Err(e) => Planned::Error(e.error_code()),
             }
         })
-        .collect();
+        .collect::<Vec<_>>();
+    for (plan, t) in planned.iter_mut().zip(targets) {
+        if let Planned::Remote {
+            max_bytes, min_one, ..
+        } = plan
+        {
+            *max_bytes = request_max.saturating_sub(total).min(t.max_bytes);
+            *min_one = total == 0;
+            // Counted as available: the remote read decides the size.
+            total += (*max_bytes).max(1);
+        }
+    }
     (planned, total)
 }
 
@@ -299,6 +308,10 @@ async fn read_remote(
         else {
             return None;
         };
+        if *max_bytes == 0 && !*min_one {
+            // The request's byte budget is spent: offsets only.
+            return Some(Ok(bytes::Bytes::new()));
+        }
         let read = tier.read(p, t.fetch_offset, *max_bytes, *min_one);
         match tokio::time::timeout_at(deadline, read).await {
             Ok(Ok(Some(bytes))) => Some(Ok(bytes)),

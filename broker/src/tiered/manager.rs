@@ -41,8 +41,12 @@ const LOAD_TICK: Duration = Duration::from_millis(200);
 struct Entry {
     key: PartitionKey,
     prefix: Path,
-    /// The last manifest written or read; `None` until loaded.
+    /// The last manifest written or read; `None` until loaded. Readers keep using it
+    /// while `reload` is set.
     manifest: RwLock<Option<Arc<Manifest>>>,
+    /// A manifest write failed (it may or may not have landed): the next step re-reads
+    /// the manifest before writing one.
+    reload: AtomicBool,
     work: tokio::sync::Mutex<()>,
     busy: AtomicBool,
     schedule: Mutex<Schedule>,
@@ -73,6 +77,8 @@ pub struct TierManager {
     metrics: Arc<Metrics>,
     entries: Mutex<HashMap<(Uuid, i32), Arc<Entry>>>,
     copy_permits: Arc<Semaphore>,
+    /// Manifest loads have their own slots, so they never queue behind upload backlogs.
+    load_permits: Arc<Semaphore>,
     deletions: Arc<PendingDeletions>,
     deleting: AtomicBool,
     deletion_schedule: Mutex<Schedule>,
@@ -108,6 +114,7 @@ impl TierManager {
             description: opened.description,
             cluster_id,
             copy_permits: Arc::new(Semaphore::new(settings.copier_threads.max(1))),
+            load_permits: Arc::new(Semaphore::new(settings.reader_threads.max(1))),
             settings,
             reader,
             uploader,
@@ -148,6 +155,7 @@ impl TierManager {
                     prefix: layout::partition_prefix(&self.root, &self.cluster_id, &key),
                     key,
                     manifest: RwLock::new(None),
+                    reload: AtomicBool::new(false),
                     work: tokio::sync::Mutex::new(()),
                     busy: AtomicBool::new(false),
                     schedule: Mutex::new(Schedule {
@@ -219,18 +227,18 @@ impl TierManager {
             let this = self.clone();
             let broker = broker.clone();
             tokio::spawn(async move {
-                let permit = this.copy_permits.clone().acquire_owned().await;
-                let result = if permit.is_ok() {
-                    this.work(&e, &p, &broker).await
-                } else {
-                    Ok(())
-                };
+                let result = this.work(&e, &p, &broker).await;
                 let mut s = e.schedule.lock();
                 match result {
-                    Ok(()) => {
+                    Ok(more) => {
                         s.failures = 0;
-                        s.next_run =
-                            Instant::now() + Duration::from_millis(this.settings.task_interval_ms);
+                        // A round that stopped at its segment limit continues at once,
+                        // after other partitions had their turn at the copier slots.
+                        s.next_run = if more {
+                            Instant::now()
+                        } else {
+                            Instant::now() + Duration::from_millis(this.settings.task_interval_ms)
+                        };
                         p.update_remote(|v| v.last_error = None);
                     }
                     Err(err) => {
@@ -311,26 +319,51 @@ impl TierManager {
         }
     }
 
-    /// One round for one partition: load, upload, retention, lag. The partition's lock is
-    /// taken per step, so DeleteRecords and deletions wait for one upload at most.
-    async fn work(&self, e: &Entry, p: &Arc<Partition>, broker: &Broker) -> Result<(), TierError> {
-        {
-            let _one_at_a_time = e.work.lock().await;
-            if p.is_closed() {
-                return Ok(());
-            }
-            if e.manifest().is_none() {
-                self.load(e, p).await?;
-            }
+    /// The manifest to build the next one on, re-read if a write failed or none was
+    /// loaded. Call under the entry's work lock.
+    async fn current(&self, e: &Entry, p: &Arc<Partition>) -> Result<Arc<Manifest>, TierError> {
+        match e.manifest() {
+            Some(m) if !e.reload.load(Ordering::Acquire) => Ok(m),
+            _ => self.load(e, p).await,
         }
-        while p.config().remote_storage && !broker.shutdown.is_cancelled() {
+    }
+
+    /// One round for one partition: load, upload (at most [`SEGMENTS_PER_ROUND`]),
+    /// retention, lag. The partition's lock is taken per step, so DeleteRecords and
+    /// deletions wait for one upload at most. Returns whether uploads remain.
+    async fn work(
+        &self,
+        e: &Entry,
+        p: &Arc<Partition>,
+        broker: &Broker,
+    ) -> Result<bool, TierError> {
+        if e.manifest().is_none() || e.reload.load(Ordering::Acquire) {
+            let _slot = self
+                .load_permits
+                .acquire()
+                .await
+                .map_err(|_| shutting_down())?;
             let _one_at_a_time = e.work.lock().await;
-            let Some(manifest) = e.manifest() else {
-                break;
-            };
             if p.is_closed() {
-                return Ok(());
+                return Ok(false);
             }
+            self.current(e, p).await?;
+        }
+        let _slot = self
+            .copy_permits
+            .acquire()
+            .await
+            .map_err(|_| shutting_down())?;
+        let mut uploaded = 0;
+        while p.config().remote_storage && !broker.shutdown.is_cancelled() {
+            if uploaded == SEGMENTS_PER_ROUND {
+                return Ok(true);
+            }
+            let _one_at_a_time = e.work.lock().await;
+            if p.is_closed() {
+                return Ok(false);
+            }
+            let manifest = self.current(e, p).await?;
             let from = manifest.end_offset().unwrap_or(i64::MIN);
             self.update_lag(p, from);
             let Some(src) = p.upload_candidate(from) else {
@@ -340,21 +373,18 @@ impl TierManager {
             let seg = self.uploader.upload(&e.prefix, &src, now_ms()).await?;
             if p.is_closed() {
                 self.delete_segment_objects(&e.prefix, &seg).await;
-                return Ok(());
+                return Ok(false);
             }
             let mut next = (*manifest).clone();
             next.segments.push(seg.clone());
             next.leader_epoch = p.leadership().leader_epoch;
-            if let Err(err) = self.write_manifest(e, &mut next).await {
-                // The write may have landed although it reported an error: the objects
-                // stay, and the next round re-reads the manifest (sweeping them if it does
-                // not name them).
-                *e.manifest.write() = None;
-                return Err(err);
-            }
+            // On failure the write may still have landed: the objects stay, and the next
+            // step re-reads the manifest (sweeping them if it does not name them).
+            self.write_manifest(e, &mut next).await?;
             let manifest = Arc::new(next);
             *e.manifest.write() = Some(manifest.clone());
             publish(p, &manifest);
+            uploaded += 1;
             self.metrics.remote_upload_segments.inc();
             self.metrics.remote_upload_bytes.inc_by(seg.size_bytes);
             tracing::info!(topic = %p.topic, partition = p.index,
@@ -363,11 +393,13 @@ impl TierManager {
                 "uploaded segment to remote storage");
         }
         let _one_at_a_time = e.work.lock().await;
-        let Some(manifest) = e.manifest() else {
-            return Ok(());
-        };
+        if p.is_closed() {
+            return Ok(false);
+        }
+        let manifest = self.current(e, p).await?;
         self.update_lag(p, manifest.end_offset().unwrap_or(i64::MIN));
-        self.apply_retention(e, p, manifest).await
+        self.apply_retention(e, p, manifest).await?;
+        Ok(false)
     }
 
     fn update_lag(&self, p: &Partition, from: i64) {
@@ -428,6 +460,7 @@ impl TierManager {
         }
         let manifest = Arc::new(manifest);
         *e.manifest.write() = Some(manifest.clone());
+        e.reload.store(false, Ordering::Release);
         publish(p, &manifest);
         tracing::info!(topic = %p.topic, partition = p.index, prefix = %e.prefix,
             segments = manifest.segments.len(), remote_start = ?manifest.start_offset(),
@@ -473,13 +506,17 @@ impl TierManager {
         }
     }
 
+    /// Writes the next manifest generation. A failure (or this future being dropped
+    /// mid-write) marks the entry for a re-read: the write may have landed anyway.
     async fn write_manifest(&self, e: &Entry, next: &mut Manifest) -> Result<(), TierError> {
         next.generation += 1;
         let key = layout::manifest_object(&e.prefix);
+        e.reload.store(true, Ordering::Release);
         self.store
             .put(&key, PutPayload::from(Bytes::from(next.encode())))
             .await
             .map_err(|err| TierError::store("manifest write", &key, err))?;
+        e.reload.store(false, Ordering::Release);
         Ok(())
     }
 
@@ -535,10 +572,7 @@ impl TierManager {
             .map(|s| s.end_offset)
             .unwrap_or(i64::MIN)
             .max(new_start);
-        if let Err(err) = self.write_manifest(e, &mut next).await {
-            *e.manifest.write() = None;
-            return Err(err);
-        }
+        self.write_manifest(e, &mut next).await?;
         let next = Arc::new(next);
         *e.manifest.write() = Some(next.clone());
         publish(p, &next);
@@ -565,14 +599,13 @@ impl TierManager {
         timeout: Duration,
     ) -> Result<(), TierError> {
         let Some(e) = self.entries.lock().get(&(p.topic_id, p.index)).cloned() else {
-            return Ok(());
+            return Err(not_loaded(p));
         };
+        // Dropped at the timeout, a manifest write leaves the entry marked for a re-read.
         let step = async {
             let _one_at_a_time = e.work.lock().await;
-            match e.manifest() {
-                Some(m) => self.apply_retention(&e, p, m).await,
-                None => Ok(()),
-            }
+            let m = self.current(&e, p).await?;
+            self.apply_retention(&e, p, m).await
         };
         tokio::time::timeout(timeout, step)
             .await
@@ -659,10 +692,10 @@ impl TierManager {
         min_one: bool,
     ) -> Result<Option<Bytes>, TierError> {
         let Some(e) = self.entries.lock().get(&(p.topic_id, p.index)).cloned() else {
-            return Ok(None);
+            return Err(not_loaded(p));
         };
         let Some(m) = e.manifest() else {
-            return Ok(None);
+            return Err(not_loaded(p));
         };
         let Some(seg) = m.segment_for(offset.max(m.log_start_offset)).cloned() else {
             return Ok(None);
@@ -704,10 +737,10 @@ impl TierManager {
         timestamp: i64,
     ) -> Result<Option<(i64, i64, i32)>, TierError> {
         let Some(e) = self.entries.lock().get(&(p.topic_id, p.index)).cloned() else {
-            return Ok(None);
+            return Err(not_loaded(p));
         };
         let Some(m) = e.manifest() else {
-            return Ok(None);
+            return Err(not_loaded(p));
         };
         let local_start = p.local_log_start();
         let start = m
@@ -774,4 +807,21 @@ fn publish(p: &Partition, m: &Manifest) {
             .map(|s| s.epoch_at(s.end_offset - 1))
             .unwrap_or(-1);
     });
+}
+
+/// How many segments one round uploads before letting other partitions have the slot.
+const SEGMENTS_PER_ROUND: usize = 8;
+
+fn shutting_down() -> TierError {
+    TierError::Local {
+        what: "remote storage".into(),
+        reason: "shutting down".into(),
+    }
+}
+
+fn not_loaded(p: &Partition) -> TierError {
+    TierError::Local {
+        what: format!("{}-{}", p.topic, p.index),
+        reason: "remote tier manifest not loaded".into(),
+    }
 }

@@ -107,9 +107,13 @@ impl RemoteReader {
         let key = key.clone();
         let ck2 = ck.clone();
         let task = tokio::spawn(async move {
-            let r = this.fetch_range(&key, size, idx, &ck2).await;
-            this.inflight.lock().remove(&ck2);
-            r
+            // Removed from the in-flight map however the download ends (even a panic), so
+            // a later reader starts a fresh one.
+            let _done = InflightGuard {
+                reader: this.clone(),
+                key: ck2.clone(),
+            };
+            this.fetch_range(&key, size, idx, &ck2).await
         });
         let d: Download = async move {
             task.await.unwrap_or_else(|e| {
@@ -211,6 +215,10 @@ impl RemoteReader {
             what: "remote reader".into(),
             reason: "shutting down".into(),
         })?;
+        // Another reader may have fetched it while this one waited for a slot.
+        if let Some(b) = self.indexes.get(&ck) {
+            return Ok(b);
+        }
         let t = Instant::now();
         let result = match self.store.get(&key).await {
             Ok(r) => r.bytes().await,
@@ -344,6 +352,17 @@ impl RemoteReader {
             pos += h.size() as u64;
         }
         Ok(None)
+    }
+}
+
+struct InflightGuard {
+    reader: Arc<RemoteReader>,
+    key: String,
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.reader.inflight.lock().remove(&self.key);
     }
 }
 
