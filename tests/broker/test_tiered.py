@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import TopicPartition
-from confluent_kafka.admin import ConfigResource, OffsetSpec
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, OffsetSpec
 
 import rawkafka
 from kafkautil import admin, consumer, create_topic, metric, producer, close_producer, wait_for
@@ -340,6 +340,13 @@ def fetch_v4(b, topic, offset, max_bytes=MIB, wait_ms=500):
 KAFKA_STORAGE_ERROR = 56
 
 
+def set_topic_config(a, topic, name, value):
+    """IncrementalAlterConfigs SET of one topic setting; raises on an error answer."""
+    res = ConfigResource("topic", topic, incremental_configs=[
+        ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)])
+    a.incremental_alter_configs([res])[res].result(15)
+
+
 # ---------------------------------------------------------------- tests
 
 
@@ -548,13 +555,11 @@ def test_retention_and_topic_deletion_remove_remote_objects(broker_factory, tmp_
     assert_manifest_consistent(root, topic)
 
     # Tiering cannot be switched off again: the bucket's data would become unreachable.
-    off = ConfigResource("topic", topic, set_config={**TIERED_TOPIC, "remote.storage.enable": "false"})
     with pytest.raises(Exception, match="cannot be turned off"):
-        a.alter_configs([off])[off].result(15)
+        set_topic_config(a, topic, "remote.storage.enable", "false")
 
     # Records are an hour old: retention.ms of 30 minutes expires every sealed segment.
-    res = ConfigResource("topic", topic, set_config={**TIERED_TOPIC, "retention.ms": "1800000"})
-    a.alter_configs([res])[res].result(15)
+    set_topic_config(a, topic, "retention.ms", "1800000")
     assert wait_for(lambda: len(manifest(root, topic)["segments"]) == 0, 60), manifest(root, topic)
     assert wait_for(lambda: segment_objects(root, topic) == [], 30), segment_objects(root, topic)
     low = list_offset_v9(b, topic, -2)[1]
