@@ -252,18 +252,6 @@ def confluent_digest(b, topic, start, count):
 # ---------------------------------------------------------------- raw ListOffsets v9, Fetch v4
 
 
-def uvarint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
 def read_uvarint(r):
     shift = result = 0
     while True:
@@ -277,6 +265,7 @@ def read_uvarint(r):
 def list_offset_v9(b, topic, timestamp, partition=0):
     """ListOffsets v9 (flexible) for one partition: (error code, offset)."""
     name = topic.encode()
+    uvarint = rawkafka.uvarint
     body = (struct.pack(">ib", -1, 0) + uvarint(2) + uvarint(len(name) + 1) + name + uvarint(2)
             + struct.pack(">iiq", partition, -1, timestamp) + b"\x00" + b"\x00" + b"\x00")
     header = struct.pack(">hhi", 2, 9, 77) + struct.pack(">h", 4) + b"test" + b"\x00"

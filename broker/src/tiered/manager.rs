@@ -129,10 +129,6 @@ impl TierManager {
         })
     }
 
-    pub fn description(&self) -> &str {
-        &self.description
-    }
-
     pub fn fetch_max_wait(&self) -> Duration {
         Duration::from_millis(self.settings.fetch_max_wait_ms)
     }
@@ -165,11 +161,6 @@ impl TierManager {
                 })
             })
             .clone()
-    }
-
-    /// The prefix holding a partition's objects (for tooling and tests).
-    pub fn prefix_of(&self, p: &Partition) -> Path {
-        layout::partition_prefix(&self.root, &self.cluster_id, &Self::key_of(p))
     }
 
     /// Runs until shutdown.
