@@ -186,16 +186,17 @@ def value(i, size=1000):
 BASE_TS = int(time.time() * 1000) - 3_600_000
 
 
-def produce_range(b, topic, first, count, size=1000, partition=0, **conf):
-    """Produces records first..first+count-1 (value(i), timestamp BASE_TS + i) to
-    partition 0 with acks=all; asserts every delivery."""
+def produce_range(b, topic, first, count, size=1000, partition=0, ts_of=lambda i: BASE_TS + i,
+                  **conf):
+    """Produces records first..first+count-1 (value(i), timestamp ts_of(i), by default
+    BASE_TS + i) to `partition` with acks=all; asserts every delivery."""
     p = producer(b, **{"linger.ms": 20, "batch.size": 256 * 1024, **conf})
     errors = []
     try:
         for i in range(first, first + count):
             while True:
                 try:
-                    p.produce(topic, value=value(i, size), partition=partition, timestamp=BASE_TS + i,
+                    p.produce(topic, value=value(i, size), partition=partition, timestamp=ts_of(i),
                               on_delivery=lambda err, msg: err and errors.append(err))
                     break
                 except BufferError:
@@ -366,7 +367,9 @@ def test_100mb_served_from_the_bucket_byte_for_byte(request, broker_factory, tmp
     topic = "cold"
     create_topic(b, topic, 1, config)
     n = 100_000
-    produce_range(b, topic, 0, n)
+    # Record 60,000 (remote-only once settled) carries the largest timestamp.
+    peak, peak_ts = 60_000, BASE_TS + 3_000_000
+    produce_range(b, topic, 0, n, ts_of=lambda i: peak_ts if i == peak else BASE_TS + i)
 
     def state():
         m = manifest(root, topic)
@@ -402,6 +405,10 @@ def test_100mb_served_from_the_bucket_byte_for_byte(request, broker_factory, tmp
         f = a.list_offsets({TopicPartition(topic, 0): OffsetSpec.for_timestamp(BASE_TS + want)})
         r = f[TopicPartition(topic, 0)].result(15)
         assert (r.offset, r.timestamp) == (want, BASE_TS + want)
+    assert peak < local_start
+    f = a.list_offsets({TopicPartition(topic, 0): OffsetSpec.max_timestamp()})
+    r = f[TopicPartition(topic, 0)].result(15)
+    assert (r.offset, r.timestamp) == (peak, peak_ts), "MAX_TIMESTAMP must see remote-only data"
     assert list_offset_v9(b, topic, -2) == (0, 0)
     assert list_offset_v9(b, topic, -4) == (0, local_start)
     assert list_offset_v9(b, topic, -5)[1] == m["segments"][-1]["end_offset"] - 1

@@ -35,6 +35,8 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffset
                             Err(ResponseError::UnsupportedVersion.code())
                         } else if ts >= 0 && partition.remote_view().has_data() {
                             by_timestamp_with_remote(broker, &partition, ts, epoch).await
+                        } else if ts == -3 && partition.remote_view().has_data() {
+                            max_timestamp_with_remote(broker, &partition, epoch).await
                         } else {
                             partition.list_offset(ts, epoch).map_err(|e| e.error_code())
                         }
@@ -63,6 +65,36 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffset
         );
     }
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// MAX_TIMESTAMP over local and remote-only data: the remote candidate wins when its
+/// timestamp is at least the local one (it is the earlier offset).
+async fn max_timestamp_with_remote(
+    broker: &crate::broker::Broker,
+    partition: &Partition,
+    epoch: i32,
+) -> Result<(i64, i64, i32), i16> {
+    let local = partition
+        .list_offset(-3, epoch)
+        .map_err(|e| e.error_code())?;
+    let Some(tier) = &broker.tier else {
+        return Ok(local);
+    };
+    let lookup = tier.max_timestamp_offset(partition);
+    match tokio::time::timeout(REMOTE_LOOKUP_TIMEOUT, lookup).await {
+        Ok(Ok(Some(remote))) if remote.1 >= local.1 => Ok(remote),
+        Ok(Ok(_)) => Ok(local),
+        Err(_) => {
+            tracing::warn!(topic = %partition.topic, partition = partition.index,
+                "max timestamp lookup in remote storage did not finish in time");
+            Err(ResponseError::RequestTimedOut.code())
+        }
+        Ok(Err(e)) => {
+            tracing::error!(topic = %partition.topic, partition = partition.index,
+                error = %e, "max timestamp lookup in remote storage failed");
+            Err(ResponseError::KafkaStorageError.code())
+        }
+    }
 }
 
 /// How long a timestamp lookup may wait for the object store (index and chunk reads).

@@ -756,6 +756,41 @@ impl TierManager {
         Ok(None)
     }
 
+    /// ListOffsets MAX_TIMESTAMP over the remote-only segments: the first record carrying
+    /// the largest timestamp, found from the manifest's per-segment maxima and one batch.
+    pub async fn max_timestamp_offset(
+        &self,
+        p: &Partition,
+    ) -> Result<Option<(i64, i64, i32)>, TierError> {
+        let Some(e) = self.entries.lock().get(&(p.topic_id, p.index)).cloned() else {
+            return Err(not_loaded(p));
+        };
+        let Some(m) = e.manifest() else {
+            return Err(not_loaded(p));
+        };
+        let local_start = p.local_log_start();
+        let start = m
+            .start_offset()
+            .unwrap_or(0)
+            .max(p.remote_view().requested_start);
+        let best = m
+            .segments
+            .iter()
+            .filter(|s| s.end_offset > start && s.base_offset < local_start && s.max_timestamp >= 0)
+            .fold(None::<&RemoteSegment>, |best, s| match best {
+                Some(b) if b.max_timestamp >= s.max_timestamp => Some(b),
+                _ => Some(s),
+            });
+        match best {
+            Some(seg) => {
+                self.reader
+                    .find_timestamp(&e.prefix, seg, seg.max_timestamp, start)
+                    .await
+            }
+            None => Ok(None),
+        }
+    }
+
     /// A short health summary for `/readyz`: partitions whose remote work is failing.
     pub fn health(&self, broker: &Broker) -> Option<String> {
         let mut failing = 0;
