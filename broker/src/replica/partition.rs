@@ -575,22 +575,19 @@ impl Partition {
         })
     }
 
+    /// The local log start and the leader epoch of its first batch.
     fn earliest_local(&self, current_epoch: i32) -> (i64, i64, i32) {
-        {
-            {
-                let log = self.log.lock();
-                let start = log.log_start_offset();
-                let epoch = log
-                    .epoch_cache()
-                    .entries()
-                    .iter()
-                    .rev()
-                    .find(|(_, first)| *first <= start)
-                    .map(|(e, _)| *e)
-                    .unwrap_or(current_epoch);
-                (start, -1, epoch)
-            }
-        }
+        let log = self.log.lock();
+        let start = log.log_start_offset();
+        let epoch = log
+            .epoch_cache()
+            .entries()
+            .iter()
+            .rev()
+            .find(|(_, first)| *first <= start)
+            .map(|(e, _)| *e)
+            .unwrap_or(current_epoch);
+        (start, -1, epoch)
     }
 
     /// DeleteRecords: moves the log start offset; `-1` means the high watermark.

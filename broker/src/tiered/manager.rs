@@ -682,12 +682,7 @@ impl TierManager {
         max_bytes: usize,
         min_one: bool,
     ) -> Result<Option<Bytes>, TierError> {
-        let Some(e) = self.entries.lock().get(&(p.topic_id, p.index)).cloned() else {
-            return Err(not_loaded(p));
-        };
-        let Some(m) = e.manifest() else {
-            return Err(not_loaded(p));
-        };
+        let (e, m) = self.loaded(p)?;
         let Some(seg) = m.segment_for(offset.max(m.log_start_offset)).cloned() else {
             return Ok(None);
         };
@@ -721,30 +716,27 @@ impl TierManager {
         }
     }
 
+    /// The partition's entry and manifest; an error while the manifest is not loaded.
+    fn loaded(&self, p: &Partition) -> Result<(Arc<Entry>, Arc<Manifest>), TierError> {
+        let e = self
+            .entries
+            .lock()
+            .get(&(p.topic_id, p.index))
+            .cloned()
+            .ok_or_else(|| not_loaded(p))?;
+        let m = e.manifest().ok_or_else(|| not_loaded(p))?;
+        Ok((e, m))
+    }
+
     /// ListOffsets by timestamp over the remote-only segments.
     pub async fn offset_for_timestamp(
         &self,
         p: &Partition,
         timestamp: i64,
     ) -> Result<Option<(i64, i64, i32)>, TierError> {
-        let Some(e) = self.entries.lock().get(&(p.topic_id, p.index)).cloned() else {
-            return Err(not_loaded(p));
-        };
-        let Some(m) = e.manifest() else {
-            return Err(not_loaded(p));
-        };
-        let local_start = p.local_log_start();
-        let start = m
-            .start_offset()
-            .unwrap_or(0)
-            .max(p.remote_view().requested_start);
-        for seg in m.segments.iter().filter(|s| s.end_offset > start) {
-            if seg.base_offset >= local_start {
-                break;
-            }
-            if seg.max_timestamp < timestamp {
-                continue;
-            }
+        let (e, m) = self.loaded(p)?;
+        let (start, remote_only) = remote_only(p, &m);
+        for seg in remote_only.filter(|s| s.max_timestamp >= timestamp) {
             if let Some(found) = self
                 .reader
                 .find_timestamp(&e.prefix, seg, timestamp, start)
@@ -762,25 +754,15 @@ impl TierManager {
         &self,
         p: &Partition,
     ) -> Result<Option<(i64, i64, i32)>, TierError> {
-        let Some(e) = self.entries.lock().get(&(p.topic_id, p.index)).cloned() else {
-            return Err(not_loaded(p));
-        };
-        let Some(m) = e.manifest() else {
-            return Err(not_loaded(p));
-        };
-        let local_start = p.local_log_start();
-        let start = m
-            .start_offset()
-            .unwrap_or(0)
-            .max(p.remote_view().requested_start);
-        let best = m
-            .segments
-            .iter()
-            .filter(|s| s.end_offset > start && s.base_offset < local_start && s.max_timestamp >= 0)
-            .fold(None::<&RemoteSegment>, |best, s| match best {
-                Some(b) if b.max_timestamp >= s.max_timestamp => Some(b),
-                _ => Some(s),
-            });
+        let (e, m) = self.loaded(p)?;
+        let (start, remote_only) = remote_only(p, &m);
+        let best =
+            remote_only
+                .filter(|s| s.max_timestamp >= 0)
+                .fold(None::<&RemoteSegment>, |best, s| match best {
+                    Some(b) if b.max_timestamp >= s.max_timestamp => Some(b),
+                    _ => Some(s),
+                });
         match best {
             Some(seg) => {
                 self.reader
@@ -850,4 +832,23 @@ fn not_loaded(p: &Partition) -> TierError {
         what: format!("{}-{}", p.topic, p.index),
         reason: "remote tier manifest not loaded".into(),
     }
+}
+
+/// The remote log start and the segments holding data only the bucket has: above the
+/// remote start (after DeleteRecords), starting below the local log start.
+fn remote_only<'m>(
+    p: &Partition,
+    m: &'m Manifest,
+) -> (i64, impl Iterator<Item = &'m RemoteSegment>) {
+    let local_start = p.local_log_start();
+    let start = m
+        .start_offset()
+        .unwrap_or(0)
+        .max(p.remote_view().requested_start);
+    let segments = m
+        .segments
+        .iter()
+        .filter(move |s| s.end_offset > start)
+        .take_while(move |s| s.base_offset < local_start);
+    (start, segments)
 }

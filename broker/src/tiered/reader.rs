@@ -291,11 +291,12 @@ impl RemoteReader {
         let data = cur.bytes(first, end - first).await?;
         let good = verified_prefix(&data);
         if good == 0 {
-            let reason =
-                match check_stored(&data[..data.len().min(cur.header(first).await?.size())]) {
-                    Err(e) => e.to_string(),
-                    Ok(_) => "unreadable batch".into(),
-                };
+            // The first batch's header was parsed above; its CRC is what failed.
+            let first_len = BatchHeader::parse(&data).map_or(data.len(), |h| h.size());
+            let reason = match check_stored(&data[..data.len().min(first_len)]) {
+                Err(e) => e.to_string(),
+                Ok(_) => "unreadable batch".into(),
+            };
             let err = TierError::Corrupt {
                 key: key.to_string(),
                 position: first,
