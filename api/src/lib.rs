@@ -6,3 +6,9 @@ pub mod admin {
     #![allow(clippy::all, clippy::pedantic, missing_docs)]
     tonic::include_proto!("sluice.admin.v1");
 }
+
+/// The metadata quorum between brokers: Raft messages, command forwarding, heartbeats.
+pub mod quorum {
+    #![allow(clippy::all, clippy::pedantic, missing_docs)]
+    tonic::include_proto!("sluice.quorum.v1");
+}

@@ -4,7 +4,7 @@
 //! `protocol::configs`), so the operator and Kafka clients see one set of rules.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use kafka_protocol::ResponseError;
 use sluice_api::admin::admin_server::{Admin, AdminServer};
@@ -23,30 +23,40 @@ use crate::protocol::metadata::is_internal;
 use crate::protocol::topics::{self, NewTopic, TopicError};
 use crate::protocol::{configs, topics::validate_name};
 
-/// Serves the admin API until `shutdown`.
+/// Serves the internal gRPC API — admin and metadata quorum — until `shutdown`. It starts
+/// before the broker is fully up (the quorum is needed to get there); admin calls get
+/// UNAVAILABLE until then.
 pub async fn serve(
-    broker: Arc<Broker>,
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
+    admin: AdminService,
+    quorum: crate::metadata::quorum::service::QuorumService,
 ) {
     let addr = listener.local_addr().ok();
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
     let result = tonic::transport::Server::builder()
-        .add_service(AdminServer::new(AdminService { broker }))
+        .add_service(AdminServer::new(admin))
+        .add_service(sluice_api::quorum::quorum_server::QuorumServer::new(quorum))
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await;
     if let Err(e) = result {
-        tracing::error!(error = %e, addr = ?addr, "admin gRPC server failed");
+        tracing::error!(error = %e, addr = ?addr, "internal gRPC server failed");
     }
 }
 
 pub struct AdminService {
-    broker: Arc<Broker>,
+    cell: Arc<OnceLock<Arc<Broker>>>,
 }
 
 impl AdminService {
-    pub fn new(broker: Arc<Broker>) -> Self {
-        Self { broker }
+    pub fn new(cell: Arc<OnceLock<Arc<Broker>>>) -> Self {
+        Self { cell }
+    }
+
+    fn broker(&self) -> Result<&Arc<Broker>, Status> {
+        self.cell
+            .get()
+            .ok_or_else(|| Status::unavailable("BROKER_NOT_AVAILABLE: the broker is starting"))
     }
 }
 
@@ -176,7 +186,7 @@ impl Admin for AdminService {
             )));
         }
         let created = topics::create(
-            &self.broker,
+            self.broker()?,
             NewTopic {
                 name: r.name.clone(),
                 num_partitions: r.partitions.unwrap_or(-1),
@@ -196,7 +206,7 @@ impl Admin for AdminService {
                 ..Default::default()
             }));
         }
-        describe_current(&self.broker, &r.name).map(Response::new)
+        describe_current(self.broker()?, &r.name).map(Response::new)
     }
 
     async fn describe_topic(
@@ -205,7 +215,7 @@ impl Admin for AdminService {
     ) -> Result<Response<TopicDescription>, Status> {
         let name = req.into_inner().name;
         validate_name(&name).map_err(status)?;
-        describe_current(&self.broker, &name).map(Response::new)
+        describe_current(self.broker()?, &name).map(Response::new)
     }
 
     async fn list_topics(
@@ -213,12 +223,13 @@ impl Admin for AdminService {
         req: Request<ListTopicsRequest>,
     ) -> Result<Response<ListTopicsResponse>, Status> {
         let include_internal = req.into_inner().include_internal;
-        let md = self.broker.metadata.current();
+        let broker = self.broker()?;
+        let md = broker.metadata.current();
         let topics = md
             .topics
             .values()
             .filter(|t| include_internal || !is_internal(&t.name))
-            .map(|t| describe(&self.broker, t))
+            .map(|t| describe(broker, t))
             .collect();
         Ok(Response::new(ListTopicsResponse { topics }))
     }
@@ -235,13 +246,13 @@ impl Admin for AdminService {
             )));
         }
         let set: BTreeMap<String, String> = r.set.into_iter().collect();
-        configs::alter_topic_overrides(&self.broker, &r.name, set, &r.remove, r.validate_only)
+        configs::alter_topic_overrides(self.broker()?, &r.name, set, &r.remove, r.validate_only)
             .await
             .map_err(status)?;
         if !r.validate_only {
             tracing::info!(topic = %r.name, "altered topic configs through the admin API");
         }
-        describe_current(&self.broker, &r.name).map(Response::new)
+        describe_current(self.broker()?, &r.name).map(Response::new)
     }
 
     async fn add_partitions(
@@ -250,7 +261,7 @@ impl Admin for AdminService {
     ) -> Result<Response<TopicDescription>, Status> {
         let r = req.into_inner();
         topics::add_partitions(
-            &self.broker,
+            self.broker()?,
             &r.name,
             r.partition_count,
             None,
@@ -261,7 +272,7 @@ impl Admin for AdminService {
         if !r.validate_only {
             tracing::info!(topic = %r.name, partitions = r.partition_count, "added partitions through the admin API");
         }
-        describe_current(&self.broker, &r.name).map(Response::new)
+        describe_current(self.broker()?, &r.name).map(Response::new)
     }
 
     async fn delete_topic(
@@ -276,7 +287,9 @@ impl Admin for AdminService {
                 format!("'{name}' is an internal topic and cannot be deleted"),
             )));
         }
-        let id = topics::delete(&self.broker, &name).await.map_err(status)?;
+        let id = topics::delete(self.broker()?, &name)
+            .await
+            .map_err(status)?;
         tracing::info!(topic = %name, "deleted topic through the admin API");
         Ok(Response::new(DeleteTopicResponse {
             topic_id: id.to_string(),
@@ -287,7 +300,7 @@ impl Admin for AdminService {
         &self,
         _req: Request<GetBrokerStatusRequest>,
     ) -> Result<Response<BrokerStatus>, Status> {
-        let b = &self.broker;
+        let b = self.broker()?;
         let md = b.metadata.current();
         let mut led = 0;
         let mut under = 0;
@@ -338,7 +351,7 @@ impl Admin for AdminService {
         &self,
         _req: Request<GetClusterStatusRequest>,
     ) -> Result<Response<ClusterStatus>, Status> {
-        let md = self.broker.metadata.current();
+        let md = self.broker()?.metadata.current();
         let (mut partitions, mut under, mut offline) = (0, 0, 0);
         for (leader, urp) in under_replicated(&md) {
             partitions += 1;
@@ -347,7 +360,7 @@ impl Admin for AdminService {
         }
         Ok(Response::new(ClusterStatus {
             cluster_id: md.cluster_id.clone(),
-            controller_id: md.controller_id(),
+            controller_id: self.broker()?.controller_id(),
             brokers: md
                 .brokers
                 .values()

@@ -26,6 +26,10 @@ pub struct Broker {
     pub groups: crate::group::GroupCoordinator,
     /// Tiered storage; `None` when `remote.log.storage.system.enable` is false.
     pub tier: Option<Arc<crate::tiered::TierManager>>,
+    /// The metadata quorum behind `metadata` (absent in handler tests).
+    pub quorum: Option<Arc<crate::metadata::quorum::Quorum>>,
+    /// Follower fetchers, one per leader this broker replicates from.
+    pub fetchers: crate::replication::ReplicaFetchers,
     ready: AtomicBool,
 }
 
@@ -59,6 +63,8 @@ impl Broker {
             producer_ids: Default::default(),
             groups: crate::group::GroupCoordinator::default(),
             tier: None,
+            quorum: None,
+            fetchers: Default::default(),
             ready: AtomicBool::new(false),
         }
     }
@@ -66,6 +72,20 @@ impl Broker {
     pub fn with_tier(mut self, tier: Option<Arc<crate::tiered::TierManager>>) -> Self {
         self.tier = tier;
         self
+    }
+
+    pub fn with_quorum(mut self, quorum: Arc<crate::metadata::quorum::Quorum>) -> Self {
+        self.quorum = Some(quorum);
+        self
+    }
+
+    /// The controller reported to clients: the metadata quorum leader. Any broker accepts
+    /// admin requests (they are forwarded), so without a known leader this one will do.
+    pub fn controller_id(&self) -> i32 {
+        self.quorum
+            .as_ref()
+            .and_then(|q| q.leader())
+            .unwrap_or(self.node_id)
     }
 
     /// Ready once listeners are bound and this broker is registered; false again while

@@ -12,5 +12,6 @@ pub mod metrics;
 pub mod producer_ids;
 pub mod protocol;
 pub mod replica;
+pub mod replication;
 pub mod server;
 pub mod tiered;

@@ -8,13 +8,13 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use sluice_broker::broker::Broker;
 use sluice_broker::config::{BrokerConfig, ConfigSources};
-use sluice_broker::metadata::local::LocalMetadataStore;
-use sluice_broker::metadata::{
-    BrokerRegistration, ClusterMetadata, Endpoint, MetadataCommand, MetadataStore,
-};
+use sluice_broker::metadata::quorum::service::QuorumService;
+use sluice_broker::metadata::quorum::{Quorum, QuorumOptions};
+use sluice_broker::metadata::{BrokerRegistration, Endpoint, MetadataCommand, MetadataStore};
 use sluice_broker::metrics::Metrics;
 use sluice_broker::replica::{ReplicaManager, maintenance};
 use sluice_broker::{admin, config, data_dirs, http, server};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing_subscriber::EnvFilter;
 
@@ -90,7 +90,9 @@ fn init_tracing(format: LogFormat, filter: Option<&str>) {
     let filter = filter
         .map(EnvFilter::new)
         .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        // openraft logs every unreachable peer at ERROR, several times a second while a
+        // broker is down; the quorum's own log lines say what matters.
+        .unwrap_or_else(|| EnvFilter::new("info,openraft=off"));
     use std::io::IsTerminal;
     let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
@@ -154,49 +156,33 @@ fn main() -> anyhow::Result<()> {
 async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Result<()> {
     let node_id = config.node_id;
     let metadata_dir = config.log_dirs[0].join("__sluice_metadata");
-    let stored = LocalMetadataStore::load(&metadata_dir)?;
-    let dirs = data_dirs::prepare(
-        &config.log_dirs,
-        node_id,
-        stored.as_ref().map(|m| m.cluster_id.clone()),
-    )?;
-    let image = match stored {
-        Some(md) if md.cluster_id != dirs.cluster_id => bail!(
-            "metadata in {} belongs to cluster {} but the log directories to {}",
-            metadata_dir.display(),
-            md.cluster_id,
+    let dirs = data_dirs::prepare(&config.log_dirs, node_id, config.quorum.cluster_id.clone())?;
+    if let Some(configured) = &config.quorum.cluster_id
+        && *configured != dirs.cluster_id
+    {
+        bail!(
+            "cluster.id is {configured} but the log directories belong to cluster {}",
             dirs.cluster_id
-        ),
-        Some(md) => md,
-        None if dirs.previously_initialised => bail!(
-            "{} has no metadata.json although the log directories were initialised before; \
-             refusing to start rather than treat every partition as stray. Restore the file \
-             or remove the log directories to start empty",
-            metadata_dir.display()
-        ),
-        None => {
-            tracing::info!(cluster_id = %dirs.cluster_id, "initialising a new cluster");
-            ClusterMetadata::new(dirs.cluster_id.clone())
-        }
-    };
-    tracing::info!(node_id, cluster_id = %dirs.cluster_id, version = env!("CARGO_PKG_VERSION"), "starting sluice-broker");
-    let store = Arc::new(LocalMetadataStore::new(&metadata_dir, image)?);
-
-    let replicas = {
-        let (dirs, statics, threads) = (
-            config.log_dirs.clone(),
-            config.statics.clone(),
-            config.num_recovery_threads_per_data_dir,
         );
-        let md = store.current();
-        tokio::task::spawn_blocking(move || {
-            ReplicaManager::open(node_id, dirs, statics, threads, &md)
-        })
-        .await??
-    };
-    let replicas = Arc::new(replicas);
-    let metrics = Arc::new(Metrics::default());
-    let registry = metrics.registry(replicas.clone());
+    }
+    if metadata_dir.join("metadata.json").exists() && !metadata_dir.join("log.jsonl").exists() {
+        bail!(
+            "{} holds metadata of a Sluice version without the metadata quorum; it cannot be \
+             upgraded in place. Remove the log directories to start empty",
+            metadata_dir.display()
+        );
+    }
+    let alone = config.quorum.voters.iter().all(|(id, _)| *id == node_id);
+    let quorum_started_before = metadata_dir.join("log.jsonl").exists();
+    if alone && !quorum_started_before && dirs.previously_initialised {
+        bail!(
+            "{} holds no metadata log although the log directories were initialised before; \
+             refusing to start rather than treat every partition as stray. Restore it or \
+             remove the log directories to start empty",
+            metadata_dir.display()
+        );
+    }
+    tracing::info!(node_id, cluster_id = %dirs.cluster_id, version = env!("CARGO_PKG_VERSION"), "starting sluice-broker");
 
     let bound = server::bind(&config.listeners).await?;
     let http_listener = tokio::net::TcpListener::bind(config.http_listener)
@@ -228,6 +214,98 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
             }
         })
         .collect();
+
+    // The quorum address others reach this broker at: its voter entry, else the
+    // advertised host with the internal port.
+    let own_addr = config
+        .quorum
+        .voters
+        .iter()
+        .find(|(id, _)| *id == node_id)
+        .map(|(_, a)| a.clone())
+        .unwrap_or_else(|| {
+            let host = endpoints
+                .first()
+                .map(|e| e.host.clone())
+                .unwrap_or_else(config::broker::hostname);
+            format!("{host}:{}", internal_addr.port())
+        });
+    let quorum = Quorum::start(QuorumOptions {
+        node_id,
+        cluster_id: dirs.cluster_id.clone(),
+        voters: config.quorum.voters.clone(),
+        own_addr,
+        dir: metadata_dir.clone(),
+        election_timeout_ms: config.quorum.election_timeout_ms,
+        snapshot_interval_entries: config.quorum.snapshot_interval_entries,
+        heartbeat_interval_ms: config.quorum.heartbeat_interval_ms,
+        session_timeout_ms: config.quorum.session_timeout_ms,
+    })
+    .await
+    .context("starting the metadata quorum")?;
+    let store: Arc<dyn MetadataStore> = quorum.clone();
+    let quorum_stop = CancellationToken::new();
+    let admin_cell = Arc::new(std::sync::OnceLock::new());
+    let internal_stop = CancellationToken::new();
+    let internal_task = tokio::spawn(admin::serve(
+        internal_listener,
+        internal_stop.clone(),
+        admin::AdminService::new(admin_cell.clone()),
+        QuorumService::new(quorum.clone()),
+    ));
+    let quorum_failed = CancellationToken::new();
+    let quorum_task = {
+        let (q, stop, failed) = (quorum.clone(), quorum_stop.clone(), quorum_failed.clone());
+        tokio::spawn(async move {
+            let r = q.run(stop).await;
+            if let Err(e) = &r {
+                tracing::error!(error = %e, "stopping the broker: it can no longer follow cluster metadata");
+                failed.cancel();
+            }
+            r
+        })
+    };
+
+    // Registering (fenced) through the quorum also waits until this broker's copy of the
+    // metadata includes everything committed before: partitions are only opened against
+    // an up-to-date image, so nothing is taken for stray.
+    let registration = MetadataCommand::RegisterBroker(BrokerRegistration {
+        id: node_id,
+        endpoints: endpoints.clone(),
+        rack: config.rack.clone(),
+        incarnation: quorum.incarnation,
+        fenced: true,
+    });
+    let started = std::time::Instant::now();
+    loop {
+        match store.submit(registration.clone()).await {
+            Ok(_) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, waited_s = started.elapsed().as_secs(), "cannot register with the metadata quorum yet (are a majority of controller.quorum.voters up?); retrying");
+                tokio::select! {
+                    _ = wait_for_signal() => bail!("stopped before registering with the metadata quorum"),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+
+    let replicas = {
+        let (dirs, statics, threads) = (
+            config.log_dirs.clone(),
+            config.statics.clone(),
+            config.num_recovery_threads_per_data_dir,
+        );
+        let md = store.current();
+        tokio::task::spawn_blocking(move || {
+            ReplicaManager::open(node_id, dirs, statics, threads, &md)
+        })
+        .await??
+    };
+    let replicas = Arc::new(replicas);
+    let metrics = Arc::new(Metrics::default());
+    let registry = metrics.registry(replicas.clone());
+
     let tier = open_tier(&config, &dirs.cluster_id, &replicas, &metrics)?;
     let broker = Arc::new(
         Broker::new(
@@ -237,26 +315,21 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
             replicas.clone(),
             metrics,
         )
-        .with_tier(tier.clone()),
+        .with_tier(tier.clone())
+        .with_quorum(quorum.clone()),
     );
     // From here on SIGTERM/SIGINT start an orderly shutdown, also during the startup
     // steps below (waiting for remote manifests can take a while).
     let signals = {
-        let b = broker.clone();
+        let (b, failed) = (broker.clone(), quorum_failed.clone());
         tokio::spawn(async move {
-            wait_for_signal().await;
+            tokio::select! {
+                _ = wait_for_signal() => {}
+                _ = failed.cancelled() => {}
+            }
             b.shutdown.cancel();
         })
     };
-    store
-        .submit(MetadataCommand::RegisterBroker(BrokerRegistration {
-            id: node_id,
-            endpoints: endpoints.clone(),
-            rack: config.rack.clone(),
-            incarnation: uuid::Uuid::new_v4(),
-        }))
-        .await
-        .context("registering this broker in the cluster metadata")?;
 
     if let Some(path) = &ports_file {
         let kafka: serde_json::Map<String, serde_json::Value> = bound
@@ -280,6 +353,7 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
     tasks.spawn(sluice_broker::replica::cleaner::run(broker.clone()));
     tasks.spawn(sluice_broker::group::run_timers(broker.clone()));
     tasks.spawn(maintenance::watch_metadata(broker.clone()));
+    tasks.spawn(sluice_broker::replication::isr::run(broker.clone()));
     if let Some(tier) = &tier {
         tasks.spawn(tier.clone().run(broker.clone()));
     }
@@ -288,20 +362,41 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
         http::router(broker.clone(), registry),
         broker.shutdown.clone(),
     ));
-    let admin_task = tokio::spawn(admin::serve(
-        broker.clone(),
-        internal_listener,
-        broker.shutdown.clone(),
-    ));
+    let _ = admin_cell.set(broker.clone());
     sluice_broker::group::GroupCoordinator::sync_partitions(&broker).await;
     if let Some(tier) = &tier {
         tier.wait_loaded(&broker, Duration::from_secs(30)).await;
+    }
+    // Serving: the controller unfences this broker, which may then lead partitions.
+    quorum.set_ready(true);
+    match quorum
+        .wait_unfenced(Duration::from_millis(config.quorum.session_timeout_ms))
+        .await
+    {
+        // Ready once the partitions this broker now leads know it.
+        Some(offset) => {
+            for _ in 0..500 {
+                if replicas.applied_offset().is_some_and(|o| o >= offset) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        None => tracing::warn!("the controller has not unfenced this broker yet; serving anyway"),
     }
     broker.set_ready(true);
     tracing::info!(http = %http_addr, internal = %internal_addr, advertised = ?endpoints, "broker ready");
 
     broker.shutdown.cancelled().await;
     signals.abort();
+    if config.quorum.controlled_shutdown {
+        tracing::info!("controlled shutdown: moving partition leadership to other replicas");
+        match tokio::time::timeout(Duration::from_secs(15), quorum.leave()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "controlled shutdown failed; stopping anyway"),
+            Err(_) => tracing::warn!("controlled shutdown did not finish in 15 s; stopping anyway"),
+        }
+    }
     tracing::info!("shutting down: refusing new requests, finishing in-flight ones");
     broker.set_ready(false);
     connections.close();
@@ -317,8 +412,12 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
     }
     while tasks.join_next().await.is_some() {}
     let _ = http_task.await;
+    quorum_stop.cancel();
+    let quorum_result = quorum_task.await;
+    quorum.shutdown().await;
+    internal_stop.cancel();
     // A stuck admin call must not delay the final flush past the pod's grace period.
-    if tokio::time::timeout(timeout, admin_task).await.is_err() {
+    if tokio::time::timeout(timeout, internal_task).await.is_err() {
         tracing::warn!("admin API calls did not finish in time; flushing anyway");
     }
     let replicas_final = replicas.clone();
@@ -337,7 +436,10 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
     })
     .context("final checkpoint failed")?;
     drop(dirs);
-    Ok(())
+    match quorum_result {
+        Ok(Err(e)) => Err(anyhow::anyhow!(e)),
+        _ => Ok(()),
+    }
 }
 
 /// Opens the object store when tiered storage is on. A bad URL or credentials file stops

@@ -168,6 +168,8 @@ pub struct BrokerConfig {
     pub cleaner: CleanerSettings,
     pub producer_id_expiration_ms: i64,
     pub remote: RemoteSettings,
+    pub quorum: QuorumSettings,
+    pub replication: ReplicationSettings,
     pub statics: StaticConfig,
     /// Problems worth a log line but not a refusal to start (unknown keys).
     pub warnings: Vec<String>,
@@ -196,6 +198,64 @@ pub struct CleanerSettings {
     pub backoff_ms: u64,
     pub dedupe_buffer_size: u64,
     pub io_max_bytes_per_second: u64,
+}
+
+/// The metadata quorum and broker liveness.
+#[derive(Debug, Clone)]
+pub struct QuorumSettings {
+    /// `cluster.id` as configured; `None` lets a lone broker generate one.
+    pub cluster_id: Option<String>,
+    /// `(node id, internal gRPC address)`; empty means this broker alone votes.
+    pub voters: Vec<(i32, String)>,
+    pub heartbeat_interval_ms: u64,
+    pub session_timeout_ms: u64,
+    pub election_timeout_ms: u64,
+    pub snapshot_interval_entries: u64,
+    pub controlled_shutdown: bool,
+}
+
+/// Follower fetching and ISR maintenance (`replica.*`).
+#[derive(Debug, Clone)]
+pub struct ReplicationSettings {
+    /// Listener name followers connect to on the leader.
+    pub inter_broker_listener: String,
+    pub lag_time_max_ms: i64,
+    pub fetch_max_bytes: i32,
+    pub fetch_response_max_bytes: i32,
+    pub fetch_wait_max_ms: i32,
+    pub fetch_backoff_ms: u64,
+}
+
+/// `id@host:port,...` of `controller.quorum.voters`.
+pub fn parse_voters(raw: &str) -> Result<Vec<(i32, String)>, ConfigError> {
+    let mut voters = Vec::new();
+    for v in raw.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+        let bad = || {
+            ConfigError::Invalid(format!(
+                "controller.quorum.voters entry '{v}' is not id@host:port"
+            ))
+        };
+        let (id, addr) = v.split_once('@').ok_or_else(bad)?;
+        let id: i32 = id.trim().parse().map_err(|_| bad())?;
+        let (host, port) = addr.trim().rsplit_once(':').ok_or_else(bad)?;
+        if id < 0 || host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(bad());
+        }
+        if voters.iter().any(|(i, _)| *i == id) {
+            return Err(ConfigError::Invalid(format!(
+                "controller.quorum.voters names node {id} twice"
+            )));
+        }
+        voters.push((id, addr.trim().to_string()));
+    }
+    Ok(voters)
+}
+
+/// The StatefulSet ordinal at the end of a hostname: `sluice-kafka-2` → 2.
+pub fn ordinal_of(hostname: &str) -> Option<i32> {
+    let host = hostname.split('.').next().unwrap_or(hostname);
+    let (_, tail) = host.rsplit_once('-')?;
+    tail.parse().ok().filter(|n: &i32| *n >= 0)
 }
 
 /// Tiered storage settings (`remote.log.*`).
@@ -362,8 +422,49 @@ impl BrokerConfig {
         };
         let http_listener = socket_addr("http.listener")?;
         let internal_listener = socket_addr("internal.listener")?;
+        let node_id = if statics.explicit().contains_key("node.id") {
+            statics.int("node.id")?
+        } else {
+            ordinal_of(&hostname()).unwrap_or(0)
+        };
+        let voters = parse_voters(&statics.str("controller.quorum.voters").unwrap_or_default())?;
+        let cluster_id = statics.str("cluster.id").filter(|c| !c.trim().is_empty());
+        if cluster_id.is_none() && voters.iter().any(|(id, _)| *id != node_id) {
+            return Err(ConfigError::Invalid(
+                "cluster.id is required when controller.quorum.voters names other brokers".into(),
+            ));
+        }
+        let inter_broker_listener = match statics.str("inter.broker.listener.name") {
+            Some(n) if !n.trim().is_empty() => {
+                let n = n.trim().to_ascii_uppercase();
+                if !listeners.iter().any(|l| l.name == n) {
+                    return Err(ConfigError::Invalid(format!(
+                        "inter.broker.listener.name {n} is not one of listeners"
+                    )));
+                }
+                n
+            }
+            _ => listeners[0].name.clone(),
+        };
         Ok(Self {
-            node_id: statics.int("node.id")?,
+            node_id,
+            quorum: QuorumSettings {
+                cluster_id,
+                voters,
+                heartbeat_interval_ms: statics.int("broker.heartbeat.interval.ms")?,
+                session_timeout_ms: statics.int("broker.session.timeout.ms")?,
+                election_timeout_ms: statics.int("metadata.election.timeout.ms")?,
+                snapshot_interval_entries: statics.int("metadata.log.snapshot.interval.entries")?,
+                controlled_shutdown: statics.bool("controlled.shutdown.enable"),
+            },
+            replication: ReplicationSettings {
+                inter_broker_listener,
+                lag_time_max_ms: statics.int("replica.lag.time.max.ms")?,
+                fetch_max_bytes: statics.int("replica.fetch.max.bytes")?,
+                fetch_response_max_bytes: statics.int("replica.fetch.response.max.bytes")?,
+                fetch_wait_max_ms: statics.int("replica.fetch.wait.max.ms")?,
+                fetch_backoff_ms: statics.int("replica.fetch.backoff.ms")?,
+            },
             listeners,
             advertised_listeners,
             log_dirs,
@@ -513,6 +614,28 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("PLAINTEXT"), "{err}");
+    }
+
+    #[test]
+    fn quorum_settings() {
+        assert_eq!(ordinal_of("sluice-kafka-2"), Some(2));
+        assert_eq!(ordinal_of("sluice-0.sluice-headless.ns.svc"), Some(0));
+        assert_eq!(ordinal_of("laptop"), None);
+        assert_eq!(
+            parse_voters("0@a:9093, 1@b:9093").unwrap(),
+            vec![(0, "a:9093".into()), (1, "b:9093".into())]
+        );
+        assert!(parse_voters("0@a").is_err());
+        assert!(parse_voters("0@a:1,0@b:1").is_err());
+        let err = BrokerConfig::load(&ConfigSources {
+            overrides: vec![
+                ("node.id".into(), "0".into()),
+                ("controller.quorum.voters".into(), "0@a:1,1@b:1".into()),
+            ],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("cluster.id"), "{err}");
     }
 
     #[test]

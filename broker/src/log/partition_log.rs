@@ -46,6 +46,13 @@ pub enum LogError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{topic}-{partition}: replicated batch at offset {offset} is invalid: {reason}")]
+    BadReplicatedBatch {
+        topic: Arc<str>,
+        partition: i32,
+        offset: i64,
+        reason: String,
+    },
     #[error("log of {topic}-{partition} is offline after a storage error")]
     Offline { topic: Arc<str>, partition: i32 },
     #[error("{topic}-{partition} was deleted or moved off this broker")]
@@ -643,7 +650,12 @@ impl PartitionLog {
     /// Starts a new active segment at the log end; the old one is sealed and queued for
     /// fsync.
     pub fn roll(&mut self) -> Result<(), LogError> {
-        let new_base = self.log_end_offset();
+        self.roll_at(self.log_end_offset())
+    }
+
+    /// Rolls to a segment starting at `new_base` (after the log end when replicating a
+    /// compacted leader's gap).
+    fn roll_at(&mut self, new_base: i64) -> Result<(), LogError> {
         if self.segments.contains_key(&new_base) {
             return Ok(());
         }
@@ -754,6 +766,106 @@ impl PartitionLog {
             records,
             duplicate: false,
         })
+    }
+
+    /// Appends batches fetched from the leader as they are: offsets and leader epochs were
+    /// assigned there. A trailing incomplete batch (the fetch was cut at its size limit)
+    /// is left for the next fetch.
+    pub fn append_replicated(&mut self, data: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+        if self.closed {
+            return Err(LogError::Closed {
+                topic: self.topic.clone(),
+                partition: self.partition,
+            });
+        }
+        if self.offline {
+            return Err(LogError::Offline {
+                topic: self.topic.clone(),
+                partition: self.partition,
+            });
+        }
+        let first_offset = self.log_end_offset();
+        let mut bytes = 0u64;
+        let mut records = 0i64;
+        for item in super::batch::split_batches(data, super::batch::check_stored) {
+            let (range, header) = match item {
+                Ok(b) => b,
+                Err(super::batch::BatchError::Truncated { .. }) => break,
+                Err(e) => {
+                    return Err(LogError::BadReplicatedBatch {
+                        topic: self.topic.clone(),
+                        partition: self.partition,
+                        offset: self.log_end_offset(),
+                        reason: e.to_string(),
+                    });
+                }
+            };
+            let base_offset = header.base_offset;
+            // Compaction on the leader can leave gaps, never overlaps.
+            if base_offset < self.log_end_offset() {
+                return Err(LogError::BadReplicatedBatch {
+                    topic: self.topic.clone(),
+                    partition: self.partition,
+                    offset: base_offset,
+                    reason: format!("it starts before the log end {}", self.log_end_offset()),
+                });
+            }
+            let roll = match self.active() {
+                Some(active) => {
+                    self.should_roll(active, &header, now_ms)
+                        || (active.size() > 0 && base_offset != self.log_end_offset())
+                }
+                None => true,
+            };
+            if roll {
+                self.roll_at(base_offset)?;
+            }
+            let mut parts = [IoSlice::new(&data[range])];
+            let interval = self.config.index_interval_bytes;
+            let Some(active) = self.segments.values_mut().next_back() else {
+                return Err(self.out_of_range(base_offset));
+            };
+            let size_before = active.size();
+            if let Err(e) = active.append(&mut parts, &header, interval) {
+                if std::fs::metadata(active.log_path()).map(|m| m.len()).ok() != Some(size_before) {
+                    self.offline = true;
+                }
+                return Err(self.seg_err(e));
+            }
+            if self
+                .epoch_cache
+                .assign(header.partition_leader_epoch, base_offset)
+                && let Err(e) = self.epoch_cache.persist()
+            {
+                tracing::error!(topic = %self.topic, partition = self.partition, error = %e,
+                    "could not persist the leader epoch cache");
+            }
+            self.producers.update(&header, now_ms);
+            bytes += header.size() as u64;
+            records += header.offset_count();
+        }
+        self.size += bytes;
+        self.unflushed_messages += records;
+        Ok(AppendInfo {
+            first_offset,
+            last_offset: self.log_end_offset() - 1,
+            log_start_offset: self.log_start_offset,
+            bytes,
+            records,
+            duplicate: false,
+        })
+    }
+
+    /// A new leader epoch starts at the log end (recorded before any batch of it, so
+    /// OffsetForLeaderEpoch answers followers right after the election).
+    pub fn start_leader_epoch(&mut self, epoch: i32) -> Result<(), LogError> {
+        let leo = self.log_end_offset();
+        if self.epoch_cache.assign(epoch, leo) {
+            self.epoch_cache
+                .persist()
+                .map_err(|e| self.checkpoint_err(e))?;
+        }
+        Ok(())
     }
 
     /// Locates bytes to serve from `offset` up to (excluding) `max_offset`, normally the

@@ -9,6 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// Topic config (and dynamic cluster default) read by leader elections.
+pub const UNCLEAN_ELECTION: &str = "unclean.leader.election.enable";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
     pub listener: String,
@@ -23,6 +26,10 @@ pub struct BrokerRegistration {
     pub rack: Option<String>,
     /// Changes on every process start, so a restarted broker is told apart from a stale one.
     pub incarnation: Uuid,
+    /// Fenced brokers lead nothing and join no ISR: registered but not yet caught up, or
+    /// missed heartbeats, or shutting down.
+    #[serde(default)]
+    pub fenced: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,9 +89,27 @@ pub enum MetadataCommand {
         broker: i32,
         count: i64,
     },
+    /// The broker stopped heartbeating or is shutting down: its leaderships move to other
+    /// in-sync replicas and it leaves every ISR it is not the last member of.
+    FenceBroker {
+        id: i32,
+    },
+    /// The broker caught up with the metadata and heartbeats: it may lead and rejoin ISRs.
+    UnfenceBroker {
+        id: i32,
+    },
+    /// A leader changes its partition's ISR (Kafka's AlterPartition). Refused unless the
+    /// epochs match the committed state, so a deposed leader cannot change anything.
+    AlterPartition {
+        topic: String,
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum MetadataError {
     #[error("topic '{0}' already exists")]
     TopicExists(String),
@@ -98,6 +123,33 @@ pub enum MetadataError {
         expected: i32,
         actual: i32,
     },
+    #[error("broker {0} is not registered")]
+    UnknownBroker(i32),
+    #[error("partition {topic}-{partition} does not exist")]
+    UnknownPartition { topic: String, partition: i32 },
+    #[error("{topic}-{partition}: leader epoch {requested} is not the current {current}")]
+    FencedLeaderEpoch {
+        topic: String,
+        partition: i32,
+        requested: i32,
+        current: i32,
+    },
+    #[error("{topic}-{partition}: partition epoch {requested} is not the current {current}")]
+    InvalidUpdateVersion {
+        topic: String,
+        partition: i32,
+        requested: i32,
+        current: i32,
+    },
+    #[error("{topic}-{partition}: ISR {isr:?} is not valid: {reason}")]
+    InvalidIsr {
+        topic: String,
+        partition: i32,
+        isr: Vec<i32>,
+        reason: String,
+    },
+    #[error("metadata quorum unavailable: {0}")]
+    Unavailable(String),
     #[error("metadata could not be persisted: {0}")]
     Storage(String),
     #[error("metadata store is shutting down")]
@@ -144,9 +196,152 @@ impl ClusterMetadata {
         self.topic_ids.get(id).map(String::as_str)
     }
 
-    /// The lowest broker id stands in as controller until the Raft quorum elects one.
-    pub fn controller_id(&self) -> i32 {
-        self.brokers.keys().next().copied().unwrap_or(-1)
+    /// Registered, not fenced: may lead partitions and be in ISRs.
+    pub fn is_active(&self, id: i32) -> bool {
+        self.brokers.get(&id).is_some_and(|b| !b.fenced)
+    }
+
+    fn unclean_allowed(cluster_default: Option<&String>, topic: &TopicMetadata) -> bool {
+        topic
+            .configs
+            .get(UNCLEAN_ELECTION)
+            .or(cluster_default)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    }
+
+    /// `id` is gone: new leaders from the ISR for what it led, and out of every ISR it is
+    /// not the last member of (the last member stays, so it can lead again when back).
+    fn broker_unavailable(&mut self, id: i32) {
+        let active: Vec<i32> = self
+            .brokers
+            .values()
+            .filter(|b| !b.fenced && b.id != id)
+            .map(|b| b.id)
+            .collect();
+        let cluster_unclean = self.cluster_configs.get(UNCLEAN_ELECTION).cloned();
+        for t in self.topics.values_mut() {
+            let unclean = Self::unclean_allowed(cluster_unclean.as_ref(), t);
+            for p in &mut t.partitions {
+                let mut changed = false;
+                if p.isr.len() > 1 && p.isr.contains(&id) {
+                    p.isr.retain(|b| *b != id);
+                    changed = true;
+                }
+                if p.leader == id {
+                    let clean = p
+                        .replicas
+                        .iter()
+                        .copied()
+                        .find(|r| p.isr.contains(r) && active.contains(r));
+                    p.leader = match clean {
+                        Some(l) => l,
+                        None => match p.replicas.iter().copied().find(|r| active.contains(r)) {
+                            Some(l) if unclean => {
+                                p.isr = vec![l];
+                                l
+                            }
+                            _ => -1,
+                        },
+                    };
+                    p.leader_epoch += 1;
+                    changed = true;
+                }
+                if changed {
+                    p.partition_epoch += 1;
+                }
+            }
+        }
+    }
+
+    /// `id` is back: it leads the leaderless partitions whose ISR it is in (or, with
+    /// unclean election allowed, any leaderless partition it hosts).
+    fn broker_available(&mut self, id: i32) {
+        let cluster_unclean = self.cluster_configs.get(UNCLEAN_ELECTION).cloned();
+        for t in self.topics.values_mut() {
+            let unclean = Self::unclean_allowed(cluster_unclean.as_ref(), t);
+            for p in &mut t.partitions {
+                if p.leader != -1 || !p.replicas.contains(&id) {
+                    continue;
+                }
+                if p.isr.contains(&id) {
+                    p.leader = id;
+                } else if unclean {
+                    p.leader = id;
+                    p.isr = vec![id];
+                } else {
+                    continue;
+                }
+                p.leader_epoch += 1;
+                p.partition_epoch += 1;
+            }
+        }
+    }
+
+    fn alter_partition(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: &[i32],
+    ) -> Result<(), MetadataError> {
+        let active: Vec<i32> = self
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| b.id)
+            .collect();
+        let p = self
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.partitions.get_mut(partition as usize))
+            .ok_or_else(|| MetadataError::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+            })?;
+        if p.leader_epoch != leader_epoch {
+            return Err(MetadataError::FencedLeaderEpoch {
+                topic: topic.to_string(),
+                partition,
+                requested: leader_epoch,
+                current: p.leader_epoch,
+            });
+        }
+        if p.partition_epoch != partition_epoch {
+            return Err(MetadataError::InvalidUpdateVersion {
+                topic: topic.to_string(),
+                partition,
+                requested: partition_epoch,
+                current: p.partition_epoch,
+            });
+        }
+        let invalid = |reason: &str| MetadataError::InvalidIsr {
+            topic: topic.to_string(),
+            partition,
+            isr: isr.to_vec(),
+            reason: reason.to_string(),
+        };
+        if !isr.contains(&p.leader) {
+            return Err(invalid("it must contain the leader"));
+        }
+        if isr.iter().any(|b| !p.replicas.contains(b)) {
+            return Err(invalid("every member must be a replica"));
+        }
+        if isr
+            .iter()
+            .any(|b| !p.isr.contains(b) && !active.contains(b))
+        {
+            return Err(invalid("a fenced broker cannot join the ISR"));
+        }
+        let mut sorted = isr.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.len() != isr.len() {
+            return Err(invalid("a broker is listed twice"));
+        }
+        p.isr = isr.to_vec();
+        p.partition_epoch += 1;
+        Ok(())
     }
 
     fn check_assignments(&self, assignments: &[Vec<i32>]) -> Result<(), MetadataError> {
@@ -183,11 +378,16 @@ impl ClusterMetadata {
         Ok(())
     }
 
-    fn new_partition(replicas: &[i32]) -> PartitionState {
+    fn new_partition(&self, replicas: &[i32]) -> PartitionState {
         PartitionState {
             replicas: replicas.to_vec(),
             isr: replicas.to_vec(),
-            leader: replicas.first().copied().unwrap_or(-1),
+            leader: replicas
+                .iter()
+                .copied()
+                .find(|r| self.is_active(*r))
+                .or_else(|| replicas.first().copied())
+                .unwrap_or(-1),
             leader_epoch: 0,
             partition_epoch: 0,
         }
@@ -197,8 +397,48 @@ impl ClusterMetadata {
     pub fn apply(&mut self, cmd: &MetadataCommand) -> Result<(), MetadataError> {
         match cmd {
             MetadataCommand::RegisterBroker(reg) => {
-                self.brokers.insert(reg.id, reg.clone());
+                let restarted = self
+                    .brokers
+                    .get(&reg.id)
+                    .is_some_and(|b| b.incarnation != reg.incarnation);
+                let id = reg.id;
+                let mut reg = reg.clone();
+                if let Some(old) = self.brokers.get(&reg.id)
+                    && old.incarnation == reg.incarnation
+                {
+                    // A retried registration keeps the state it already has.
+                    reg.fenced = old.fenced;
+                }
+                self.brokers.insert(reg.id, reg);
+                if restarted {
+                    // The new process has not caught up yet: whatever the old one led
+                    // moves on now rather than at the session timeout.
+                    self.broker_unavailable(id);
+                }
             }
+            MetadataCommand::FenceBroker { id } => {
+                let b = self
+                    .brokers
+                    .get_mut(id)
+                    .ok_or(MetadataError::UnknownBroker(*id))?;
+                b.fenced = true;
+                self.broker_unavailable(*id);
+            }
+            MetadataCommand::UnfenceBroker { id } => {
+                let b = self
+                    .brokers
+                    .get_mut(id)
+                    .ok_or(MetadataError::UnknownBroker(*id))?;
+                b.fenced = false;
+                self.broker_available(*id);
+            }
+            MetadataCommand::AlterPartition {
+                topic,
+                partition,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => self.alter_partition(topic, *partition, *leader_epoch, *partition_epoch, isr)?,
             MetadataCommand::CreateTopic {
                 name,
                 id,
@@ -214,7 +454,7 @@ impl ClusterMetadata {
                     TopicMetadata {
                         name: name.clone(),
                         id: *id,
-                        partitions: assignments.iter().map(|r| Self::new_partition(r)).collect(),
+                        partitions: assignments.iter().map(|r| self.new_partition(r)).collect(),
                         configs: configs.clone(),
                     },
                 );
@@ -233,6 +473,8 @@ impl ClusterMetadata {
                 expected_count,
             } => {
                 self.check_assignments(assignments)?;
+                let fresh: Vec<PartitionState> =
+                    assignments.iter().map(|r| self.new_partition(r)).collect();
                 let t = self
                     .topics
                     .get_mut(name)
@@ -254,8 +496,7 @@ impl ClusterMetadata {
                         "new partitions must keep the topic's replication factor".into(),
                     ));
                 }
-                t.partitions
-                    .extend(assignments.iter().map(|r| Self::new_partition(r)));
+                t.partitions.extend(fresh);
             }
             MetadataCommand::SetTopicConfigs { name, configs } => {
                 let t = self
@@ -295,6 +536,7 @@ mod tests {
             endpoints: vec![],
             rack: None,
             incarnation: Uuid::nil(),
+            fenced: false,
         })
     }
 
@@ -362,6 +604,113 @@ mod tests {
         let mut back: ClusterMetadata = serde_json::from_str(&json).unwrap();
         back.reindex();
         assert_eq!(back.topic_name_by_id(&id), Some("t"));
-        assert_eq!(back.controller_id(), 1);
+        assert!(back.is_active(1));
+    }
+
+    fn cluster_with_topic(unclean: bool) -> ClusterMetadata {
+        let mut md = ClusterMetadata::new("c".into());
+        for id in [1, 2, 3] {
+            md.apply(&broker(id)).unwrap();
+        }
+        let mut configs = BTreeMap::new();
+        if unclean {
+            configs.insert(UNCLEAN_ELECTION.to_string(), "true".to_string());
+        }
+        md.apply(&MetadataCommand::CreateTopic {
+            name: "t".into(),
+            id: Uuid::new_v4(),
+            assignments: vec![vec![1, 2, 3]],
+            configs,
+        })
+        .unwrap();
+        md
+    }
+
+    #[test]
+    fn fencing_moves_leadership_within_the_isr() {
+        let mut md = cluster_with_topic(false);
+        md.apply(&MetadataCommand::FenceBroker { id: 1 }).unwrap();
+        let p = &md.topics["t"].partitions[0];
+        assert_eq!((p.leader, p.leader_epoch), (2, 1));
+        assert_eq!(p.isr, vec![2, 3]);
+        // Only 3 left in sync; when it goes too, the partition waits for it.
+        md.apply(&MetadataCommand::AlterPartition {
+            topic: "t".into(),
+            partition: 0,
+            leader_epoch: 1,
+            partition_epoch: p.partition_epoch,
+            isr: vec![2],
+        })
+        .unwrap();
+        md.apply(&MetadataCommand::FenceBroker { id: 2 }).unwrap();
+        let p = &md.topics["t"].partitions[0];
+        assert_eq!((p.leader, p.isr.clone()), (-1, vec![2]));
+        // An out-of-sync replica coming back does not lead (no unclean election)...
+        md.apply(&MetadataCommand::UnfenceBroker { id: 1 }).unwrap();
+        assert_eq!(md.topics["t"].partitions[0].leader, -1);
+        // ...the last in-sync one does.
+        md.apply(&MetadataCommand::UnfenceBroker { id: 2 }).unwrap();
+        let p = &md.topics["t"].partitions[0];
+        assert_eq!((p.leader, p.leader_epoch), (2, 3));
+    }
+
+    #[test]
+    fn unclean_election_when_allowed() {
+        let mut md = cluster_with_topic(true);
+        for id in [1, 2, 3] {
+            md.apply(&MetadataCommand::FenceBroker { id }).unwrap();
+        }
+        assert_eq!(md.topics["t"].partitions[0].isr, vec![3]);
+        md.apply(&MetadataCommand::UnfenceBroker { id: 1 }).unwrap();
+        let p = &md.topics["t"].partitions[0];
+        assert_eq!((p.leader, p.isr.clone()), (1, vec![1]));
+    }
+
+    #[test]
+    fn alter_partition_is_fenced_by_epochs() {
+        let mut md = cluster_with_topic(false);
+        let alter =
+            |leader_epoch, partition_epoch, isr: Vec<i32>| MetadataCommand::AlterPartition {
+                topic: "t".into(),
+                partition: 0,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            };
+        md.apply(&alter(0, 0, vec![1, 2])).unwrap();
+        assert!(matches!(
+            md.apply(&alter(0, 0, vec![1])),
+            Err(MetadataError::InvalidUpdateVersion { .. })
+        ));
+        assert!(matches!(
+            md.apply(&alter(5, 1, vec![1])),
+            Err(MetadataError::FencedLeaderEpoch { .. })
+        ));
+        assert!(
+            md.apply(&alter(0, 1, vec![2, 3])).is_err(),
+            "must keep the leader"
+        );
+        md.apply(&MetadataCommand::FenceBroker { id: 3 }).unwrap();
+        let pe = md.topics["t"].partitions[0].partition_epoch;
+        assert!(matches!(
+            md.apply(&alter(0, pe, vec![1, 2, 3])),
+            Err(MetadataError::InvalidIsr { .. })
+        ));
+    }
+
+    #[test]
+    fn a_restarted_broker_is_fenced_and_loses_leadership() {
+        let mut md = cluster_with_topic(false);
+        md.apply(&MetadataCommand::RegisterBroker(BrokerRegistration {
+            id: 1,
+            endpoints: vec![],
+            rack: None,
+            incarnation: Uuid::new_v4(),
+            fenced: true,
+        }))
+        .unwrap();
+        let p = &md.topics["t"].partitions[0];
+        assert_eq!((p.leader, p.isr.clone()), (2, vec![2, 3]));
+        assert!(!md.is_active(1));
     }
 }

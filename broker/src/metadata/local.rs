@@ -1,5 +1,5 @@
-//! Single-broker metadata store: the image is persisted as JSON, replaced atomically on
-//! every committed command.
+//! A metadata store without a quorum: the image as JSON, replaced atomically on every
+//! command. Request handler tests run against it; brokers use `quorum::Quorum`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -132,6 +132,7 @@ mod tests {
                 endpoints: vec![],
                 rack: None,
                 incarnation: uuid::Uuid::nil(),
+                fenced: false,
             }))
             .await
             .unwrap();

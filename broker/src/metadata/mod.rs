@@ -1,7 +1,9 @@
 //! Cluster metadata: brokers, topics, partition assignments and dynamic configs.
 
 pub mod image;
+#[cfg(test)]
 pub mod local;
+pub mod quorum;
 pub mod store;
 
 pub use image::{

@@ -9,8 +9,8 @@ use super::image::{ClusterMetadata, MetadataCommand, MetadataError};
 
 /// A linearizable log of metadata commands and the image they produce.
 ///
-/// `LocalMetadataStore` backs it with a file for a single broker; the Raft quorum of the
-/// multi-broker issue implements the same trait, so no caller changes.
+/// `quorum::Quorum` backs it with the Raft-replicated metadata log; handler tests use
+/// `local::LocalMetadataStore`.
 pub trait MetadataStore: Send + Sync + 'static {
     /// The latest committed image.
     fn current(&self) -> Arc<ClusterMetadata>;

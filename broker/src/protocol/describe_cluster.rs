@@ -15,7 +15,7 @@ pub fn handle(ctx: &RequestContext, req: DescribeClusterRequest) -> DescribeClus
     let md = ctx.broker.metadata.current();
     let mut resp = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(md.cluster_id.clone()))
-        .with_controller_id(BrokerId(md.controller_id()));
+        .with_controller_id(BrokerId(ctx.broker.controller_id()));
     if ctx.version >= 1 {
         resp.endpoint_type = req.endpoint_type;
         if req.endpoint_type != BROKERS {

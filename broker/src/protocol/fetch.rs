@@ -51,7 +51,7 @@ fn error_partition(index: i32, code: i16) -> PartitionData {
 
 /// Locates data for every target without reading it; stops adding data once the
 /// request's `max_bytes` is reached (the first partition with data may exceed it: KIP-74).
-fn plan(targets: &[Target], request_max: usize) -> (Vec<Planned>, usize) {
+fn plan(targets: &[Target], request_max: usize, follower: bool) -> (Vec<Planned>, usize) {
     let mut total = 0usize;
     let mut planned = targets
         .iter()
@@ -64,7 +64,12 @@ fn plan(targets: &[Target], request_max: usize) -> (Vec<Planned>, usize) {
             let min_one = total == 0;
             if budget == 0 && !min_one {
                 // Still report offsets, just no data.
-                return match p.read(t.fetch_offset, 0, false, t.current_leader_epoch) {
+                let r = if follower {
+                    p.read_for_follower(t.fetch_offset, 0, false, t.current_leader_epoch)
+                } else {
+                    p.read(t.fetch_offset, 0, false, t.current_leader_epoch)
+                };
+                return match r {
                     Ok(mut r) => {
                         r.slice = None;
                         Planned::Data { result: r }
@@ -72,12 +77,22 @@ fn plan(targets: &[Target], request_max: usize) -> (Vec<Planned>, usize) {
                     Err(e) => Planned::Error(e.error_code()),
                 };
             }
-            match p.read(
-                t.fetch_offset,
-                budget.max(1),
-                min_one,
-                t.current_leader_epoch,
-            ) {
+            let r = if follower {
+                p.read_for_follower(
+                    t.fetch_offset,
+                    budget.max(1),
+                    min_one,
+                    t.current_leader_epoch,
+                )
+            } else {
+                p.read(
+                    t.fetch_offset,
+                    budget.max(1),
+                    min_one,
+                    t.current_leader_epoch,
+                )
+            };
+            match r {
                 // Sized after the local partitions (below): a remote read that does not
                 // finish in time must not have taken their share of the request.
                 Ok(r) if r.remote => Planned::Remote {
@@ -139,6 +154,24 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
             });
         }
     }
+    // A follower replicating from this leader: it reads past the high watermark, and its
+    // fetch offset tells how far it is (what moves the high watermark and the ISR).
+    let replica_id = if v >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    let follower = replica_id >= 0;
+    if follower {
+        let now = crate::broker::now_ms();
+        for t in &targets {
+            if let Ok(p) = &t.hosted
+                && let Err(e) = p.follower_fetched(replica_id, t.fetch_offset, now)
+            {
+                tracing::debug!(follower = replica_id, error = %e, "follower fetch refused");
+            }
+        }
+    }
     let request_max = (req.max_bytes.max(0) as usize).min(broker.config.fetch_max_bytes);
     let min_bytes = req.min_bytes.max(0) as usize;
     let deadline =
@@ -147,13 +180,21 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
     // Subscribe before looking, so an append between the look and the wait is not missed.
     let mut watches: Vec<watch::Receiver<i64>> = targets
         .iter()
-        .filter_map(|t| t.hosted.as_ref().ok().map(|p| p.subscribe_high_watermark()))
+        .filter_map(|t| {
+            t.hosted.as_ref().ok().map(|p| {
+                if follower {
+                    p.subscribe_log_end()
+                } else {
+                    p.subscribe_high_watermark()
+                }
+            })
+        })
         .collect();
     let planned = loop {
         for w in &mut watches {
             w.mark_unchanged();
         }
-        let (planned, total) = plan(&targets, request_max);
+        let (planned, total) = plan(&targets, request_max, follower);
         let has_error = planned
             .iter()
             .any(|p| matches!(p, Planned::Error(_) | Planned::Remote { .. }));

@@ -19,10 +19,11 @@ pub fn is_internal(name: &str) -> bool {
     name == "__consumer_offsets" || name == "__transaction_state"
 }
 
-/// Brokers with an endpoint on `listener`.
+/// Unfenced brokers with an endpoint on `listener` (as Kafka lists them).
 pub fn brokers_on(md: &ClusterMetadata, listener: &str) -> Vec<(i32, String, i32, Option<String>)> {
     md.brokers
         .values()
+        .filter(|b| !b.fenced)
         .filter_map(|b| {
             b.endpoints
                 .iter()
@@ -41,7 +42,7 @@ fn describe_topic(md: &ClusterMetadata, t: &TopicMetadata, version: i16) -> Meta
             let offline: Vec<BrokerId> = p
                 .replicas
                 .iter()
-                .filter(|r| !md.brokers.contains_key(r))
+                .filter(|r| !md.is_active(**r))
                 .map(|r| BrokerId(*r))
                 .collect();
             let mut mp = MetadataResponsePartition::default()
@@ -190,6 +191,6 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from_string(md.cluster_id.clone())))
-        .with_controller_id(BrokerId(md.controller_id()))
+        .with_controller_id(BrokerId(ctx.broker.controller_id()))
         .with_topics(topics)
 }

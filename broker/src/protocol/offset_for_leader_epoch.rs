@@ -14,6 +14,8 @@ pub fn handle(
     req: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
     let broker = &ctx.broker;
+    // replica_id (v3+) >= 0: a follower truncating to this leader's log.
+    let for_follower = ctx.version >= 3 && req.replica_id.0 >= 0;
     let topics = req
         .topics
         .into_iter()
@@ -29,9 +31,11 @@ pub fn handle(
                     match broker.replicas.get(&t.topic.0, p.partition) {
                         None => r.error_code = ResponseError::UnknownTopicOrPartition.code(),
                         Some(partition) => {
-                            match partition
-                                .end_offset_for_epoch(p.leader_epoch, p.current_leader_epoch)
-                            {
+                            match partition.end_offset_for_epoch(
+                                p.leader_epoch,
+                                p.current_leader_epoch,
+                                for_follower,
+                            ) {
                                 Ok((epoch, end)) => {
                                     r.leader_epoch = epoch;
                                     r.end_offset = end;

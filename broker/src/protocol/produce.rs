@@ -23,6 +23,8 @@ struct Pending {
     partition_idx: usize,
     partition: Arc<Partition>,
     required_offset: i64,
+    /// The leader epoch the records were written in: a later epoch may have replaced them.
+    leader_epoch: i32,
     flush: bool,
 }
 
@@ -131,6 +133,7 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> (ProduceRespon
                             partition_idx: pi,
                             partition,
                             required_offset: outcome.info.last_offset + 1,
+                            leader_epoch: outcome.leader_epoch,
                             flush: outcome.flush_due,
                         });
                     }
@@ -205,12 +208,22 @@ async fn complete(p: &Pending, acks: i16, timeout: Duration) -> Result<(), i16> 
         }
     }
     if acks == -1 {
+        // Committed only if the high watermark passes the records while this broker still
+        // leads in the epoch that wrote them: after a leader change the offsets may hold
+        // another leader's records, so the wait fails instead (the producer retries).
         let mut rx = p.partition.subscribe_high_watermark();
-        let reached =
-            tokio::time::timeout(timeout, rx.wait_for(|hw| *hw >= p.required_offset)).await;
+        let same_leader = || {
+            let l = p.partition.leadership();
+            p.partition.is_leader() && l.leader_epoch == p.leader_epoch
+        };
+        let reached = tokio::time::timeout(
+            timeout,
+            rx.wait_for(|hw| *hw >= p.required_offset || !same_leader()),
+        )
+        .await;
         match reached {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) => return Err(ResponseError::NotLeaderOrFollower.code()),
+            Ok(Ok(_)) if same_leader() => {}
+            Ok(_) => return Err(ResponseError::NotLeaderOrFollower.code()),
             Err(_) => return Err(ResponseError::RequestTimedOut.code()),
         }
     }

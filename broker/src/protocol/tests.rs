@@ -56,6 +56,7 @@ async fn harness() -> Harness {
             }],
             rack: Some("r1".into()),
             incarnation: Uuid::new_v4(),
+            fenced: false,
         }))
         .await
         .unwrap();

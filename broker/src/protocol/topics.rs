@@ -34,6 +34,13 @@ impl From<MetadataError> for TopicError {
             MetadataError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
             MetadataError::InvalidAssignment(_) => ResponseError::InvalidReplicaAssignment,
             MetadataError::PartitionCountChanged { .. } => ResponseError::InvalidPartitions,
+            MetadataError::UnknownBroker(_) => ResponseError::BrokerNotAvailable,
+            MetadataError::UnknownPartition { .. } => ResponseError::UnknownTopicOrPartition,
+            MetadataError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+            MetadataError::InvalidUpdateVersion { .. } => ResponseError::InvalidUpdateVersion,
+            MetadataError::InvalidIsr { .. } => ResponseError::InvalidRequest,
+            // Retriable: clients try again, by then a quorum leader is usually elected.
+            MetadataError::Unavailable(_) => ResponseError::RequestTimedOut,
             MetadataError::Storage(_) | MetadataError::Closed => ResponseError::UnknownServerError,
         };
         TopicError::new(code, e.to_string())
@@ -86,7 +93,13 @@ pub fn assign(
     count: i32,
     replication_factor: i16,
 ) -> Result<Vec<Vec<i32>>, TopicError> {
-    let brokers: Vec<i32> = md.brokers.keys().copied().collect();
+    // Fenced brokers (down, starting, shutting down) get no new replicas.
+    let brokers: Vec<i32> = md
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| b.id)
+        .collect();
     if replication_factor < 1 {
         return Err(TopicError::new(
             ResponseError::InvalidReplicationFactor,
@@ -409,9 +422,10 @@ pub async fn delete(broker: &Arc<Broker>, name: &str) -> Result<Uuid, TopicError
 /// metadata watcher, so this broker serves what it just committed.
 pub async fn apply_locally(broker: &Arc<Broker>, md: Arc<ClusterMetadata>) {
     let replicas = broker.replicas.clone();
-    let result = tokio::task::spawn_blocking(move || replicas.apply_metadata(&md)).await;
+    let image = md.clone();
+    let result = tokio::task::spawn_blocking(move || replicas.apply_metadata(&image)).await;
     match result {
-        Ok(Ok(())) => {}
+        Ok(Ok(())) => broker.fetchers.sync(broker, &md),
         Ok(Err(e)) => tracing::error!(error = %e, "applying metadata to local partitions failed"),
         Err(e) => tracing::error!(error = %e, "applying metadata to local partitions panicked"),
     }
@@ -442,6 +456,7 @@ mod tests {
                 endpoints: vec![],
                 rack: None,
                 incarnation: Uuid::nil(),
+                fenced: false,
             }))
             .unwrap();
         }

@@ -50,6 +50,9 @@ pub async fn run(broker: Arc<Broker>) {
 /// Applies every committed metadata image to the local partitions.
 pub async fn watch_metadata(broker: Arc<Broker>) {
     let mut rx = broker.metadata.subscribe();
+    // Partitions were opened against this image: start following their leaders.
+    let first = rx.borrow_and_update().clone();
+    apply_locally(&broker, first).await;
     loop {
         tokio::select! {
             changed = rx.changed() => {

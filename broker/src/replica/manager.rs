@@ -282,6 +282,7 @@ impl ReplicaManager {
             .unwrap_or(Leadership {
                 leader: -1,
                 leader_epoch: 0,
+                partition_epoch: 0,
                 replicas: vec![],
                 isr: vec![],
             });
@@ -328,6 +329,11 @@ impl ReplicaManager {
             .min_by_key(|d| counts.get(d.as_path()).copied().unwrap_or(0))
             .cloned()
             .unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    /// Offset of the last metadata image applied to the hosted partitions.
+    pub fn applied_offset(&self) -> Option<u64> {
+        *self.apply_lock.lock()
     }
 
     /// Brings hosted partitions in line with a new metadata image. Blocking (creates and
@@ -551,6 +557,7 @@ mod tests {
             endpoints: vec![],
             rack: None,
             incarnation: Uuid::nil(),
+            fenced: false,
         }))
         .unwrap();
         md.apply(&MetadataCommand::CreateTopic {

@@ -1,9 +1,10 @@
 //! A partition replica hosted by this broker: its log plus the leadership state
 //! (leader epoch, ISR, high watermark) that decides what may be written and read.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use kafka_protocol::ResponseError;
 use parking_lot::{Mutex, RwLock};
@@ -36,6 +37,21 @@ pub enum PartitionError {
         "the remote tier manifest of {topic}-{partition} is not loaded yet (object store unreachable?)"
     )]
     RemoteNotLoaded { topic: Arc<str>, partition: i32 },
+    #[error(
+        "offset {offset} of {topic}-{partition} is only in the remote tier (local log starts at {local_start})"
+    )]
+    MovedToTieredStorage {
+        topic: Arc<str>,
+        partition: i32,
+        offset: i64,
+        local_start: i64,
+    },
+    #[error("broker {replica} is not a replica of {topic}-{partition}")]
+    NotReplica {
+        topic: Arc<str>,
+        partition: i32,
+        replica: i32,
+    },
     #[error(transparent)]
     Log(#[from] LogError),
 }
@@ -49,6 +65,10 @@ impl PartitionError {
             PartitionError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas.code(),
             // Retriable for every client, as for a partition whose leader is still loading.
             PartitionError::RemoteNotLoaded { .. } => ResponseError::NotLeaderOrFollower.code(),
+            PartitionError::MovedToTieredStorage { .. } => {
+                ResponseError::OffsetMovedToTieredStorage.code()
+            }
+            PartitionError::NotReplica { .. } => ResponseError::NotLeaderOrFollower.code(),
             PartitionError::Log(LogError::OffsetOutOfRange { .. }) => {
                 ResponseError::OffsetOutOfRange.code()
             }
@@ -69,6 +89,7 @@ impl PartitionError {
 pub struct Leadership {
     pub leader: i32,
     pub leader_epoch: i32,
+    pub partition_epoch: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
 }
@@ -78,6 +99,7 @@ impl From<&PartitionState> for Leadership {
         Self {
             leader: p.leader,
             leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
             replicas: p.replicas.clone(),
             isr: p.isr.clone(),
         }
@@ -127,6 +149,28 @@ impl RemoteView {
     }
 }
 
+/// What the leader knows of one follower (Kafka's `Replica` state).
+#[derive(Debug, Clone, Copy, Default)]
+struct FollowerState {
+    /// The follower's log end: its last fetch offset; -1 until it fetched under this leader.
+    leo: i64,
+    last_fetch_ms: i64,
+    /// The leader's log end at that fetch.
+    last_fetch_leader_leo: i64,
+    /// Last time the follower had everything the leader had.
+    last_caught_up_ms: i64,
+}
+
+/// An ISR change a leader wants to propose to the controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrChange {
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
+    pub shrunk: Vec<i32>,
+    pub expanded: Vec<i32>,
+}
+
 /// Offsets a fetch response reports alongside the data.
 #[derive(Debug, Clone, Copy)]
 pub struct LogOffsets {
@@ -147,6 +191,7 @@ pub struct ReadResult {
 #[derive(Debug)]
 pub struct AppendOutcome {
     pub info: AppendInfo,
+    pub leader_epoch: i32,
     /// `flush.messages` was reached: the produce response waits for [`Partition::flush`].
     pub flush_due: bool,
 }
@@ -167,6 +212,13 @@ pub struct Partition {
     leadership: RwLock<Leadership>,
     high_watermark: AtomicI64,
     hw_tx: watch::Sender<i64>,
+    /// Log end offset, for follower fetches waiting on new appends.
+    leo_tx: watch::Sender<i64>,
+    followers: Mutex<HashMap<i32, FollowerState>>,
+    /// Log end when this broker became leader: followers must reach it to join the ISR.
+    leader_epoch_start: AtomicI64,
+    /// An AlterPartition is in flight; no other is proposed until the metadata answers.
+    isr_change_pending: AtomicBool,
     remote: Mutex<RemoteView>,
     pub metrics: PartitionMetrics,
 }
@@ -191,7 +243,9 @@ impl Partition {
                 .clamp(log.log_start_offset(), leo)
         };
         let (hw_tx, _) = watch::channel(hw);
-        Self {
+        let (leo_tx, _) = watch::channel(leo);
+        let initial = leadership.clone();
+        let p = Self {
             topic: log.topic().clone(),
             index: log.partition(),
             topic_id,
@@ -200,12 +254,22 @@ impl Partition {
             config: RwLock::new(Arc::new(log.config().clone())),
             log: Mutex::new(log),
             flush_lock: Mutex::new(()),
-            leadership: RwLock::new(leadership),
+            leadership: RwLock::new(Leadership {
+                leader: -1,
+                leader_epoch: -1,
+                ..leadership
+            }),
             high_watermark: AtomicI64::new(hw),
             hw_tx,
+            leo_tx,
+            followers: Mutex::new(HashMap::new()),
+            leader_epoch_start: AtomicI64::new(leo),
+            isr_change_pending: AtomicBool::new(false),
             remote: Mutex::new(RemoteView::default()),
             metrics: PartitionMetrics::default(),
-        }
+        };
+        p.set_leadership(initial);
+        p
     }
 
     pub fn config(&self) -> Arc<LogConfig> {
@@ -224,10 +288,54 @@ impl Partition {
         self.leadership.read().clone()
     }
 
+    pub fn is_leader(&self) -> bool {
+        self.leadership.read().leader == self.broker_id
+    }
+
+    /// Applies committed leadership. Becoming leader (or a new epoch of it) starts a new
+    /// leader epoch at the log end and resets what is known of the followers.
     pub fn set_leadership(&self, l: Leadership) {
-        *self.leadership.write() = l;
-        let leo = self.log.lock().log_end_offset();
-        self.maybe_advance_high_watermark(leo);
+        let now = crate::broker::now_ms();
+        let became_leader = {
+            let mut cur = self.leadership.write();
+            let became = l.leader == self.broker_id
+                && (cur.leader != self.broker_id || cur.leader_epoch != l.leader_epoch);
+            if cur.partition_epoch != l.partition_epoch || cur.leader_epoch != l.leader_epoch {
+                self.isr_change_pending.store(false, Ordering::Release);
+            }
+            *cur = l.clone();
+            became
+        };
+        if became_leader {
+            let leo = {
+                let mut log = self.log.lock();
+                if let Err(e) = log.start_leader_epoch(l.leader_epoch) {
+                    tracing::error!(topic = %self.topic, partition = self.index, error = %e,
+                        "could not persist the leader epoch cache");
+                }
+                log.log_end_offset()
+            };
+            self.leader_epoch_start.store(leo, Ordering::Release);
+            let mut f = self.followers.lock();
+            f.clear();
+            for r in l.replicas.iter().filter(|r| **r != self.broker_id) {
+                f.insert(
+                    *r,
+                    FollowerState {
+                        leo: -1,
+                        last_fetch_leader_leo: -1,
+                        // ISR members get a full lag window to show up.
+                        last_caught_up_ms: if l.isr.contains(r) { now } else { 0 },
+                        last_fetch_ms: 0,
+                    },
+                );
+            }
+            tracing::info!(topic = %self.topic, partition = self.index, leader_epoch = l.leader_epoch,
+                log_end_offset = leo, high_watermark = self.high_watermark(), isr = ?l.isr, "became leader");
+        }
+        self.recompute_high_watermark();
+        // Wakes acks=all waits, which fail if this broker no longer leads in their epoch.
+        self.hw_tx.send_modify(|_| {});
     }
 
     pub fn high_watermark(&self) -> i64 {
@@ -239,14 +347,245 @@ impl Partition {
         self.hw_tx.subscribe()
     }
 
-    fn maybe_advance_high_watermark(&self, leo: i64) {
-        let sole_replica = {
+    /// Notified whenever the log end moves: what follower fetches wait on.
+    pub fn subscribe_log_end(&self) -> watch::Receiver<i64> {
+        self.leo_tx.subscribe()
+    }
+
+    /// As leader: the high watermark is the smallest log end among the ISR. It never
+    /// moves back, and does not move while an ISR member's log end is unknown.
+    fn recompute_high_watermark(&self) {
+        let l = self.leadership.read();
+        if l.leader != self.broker_id {
+            return;
+        }
+        let mut hw = self.log.lock().log_end_offset();
+        {
+            let f = self.followers.lock();
+            for r in l.isr.iter().filter(|r| **r != self.broker_id) {
+                match f.get(r) {
+                    Some(s) if s.leo >= 0 => hw = hw.min(s.leo),
+                    _ => return,
+                }
+            }
+        }
+        drop(l);
+        if self.high_watermark.fetch_max(hw, Ordering::AcqRel) < hw {
+            self.hw_tx.send_replace(hw);
+        }
+    }
+
+    /// As follower: the leader's high watermark, bounded by what this replica has.
+    pub fn set_follower_high_watermark(&self, leader_hw: i64) {
+        let hw = leader_hw.min(self.log.lock().log_end_offset());
+        if self.high_watermark.swap(hw, Ordering::AcqRel) != hw {
+            self.hw_tx.send_replace(hw);
+        }
+    }
+
+    /// Leader side of a follower fetch at `offset` (the follower has everything below):
+    /// tracks its progress, may advance the high watermark. Kafka's rule for "caught
+    /// up": it fetched at the log end, or at least at the log end of its previous fetch.
+    pub fn follower_fetched(
+        &self,
+        follower: i32,
+        offset: i64,
+        now_ms: i64,
+    ) -> Result<(), PartitionError> {
+        {
             let l = self.leadership.read();
-            l.leader == self.broker_id && l.isr == [self.broker_id]
+            if l.leader != self.broker_id {
+                return Err(PartitionError::NotLeader {
+                    topic: self.topic.clone(),
+                    partition: self.index,
+                    leader: l.leader,
+                });
+            }
+            if !l.replicas.contains(&follower) {
+                return Err(PartitionError::NotReplica {
+                    topic: self.topic.clone(),
+                    partition: self.index,
+                    replica: follower,
+                });
+            }
+        }
+        let leo = self.log.lock().log_end_offset();
+        {
+            let mut f = self.followers.lock();
+            let s = f.entry(follower).or_insert(FollowerState {
+                leo: -1,
+                last_fetch_leader_leo: -1,
+                ..Default::default()
+            });
+            if offset >= leo {
+                s.last_caught_up_ms = now_ms;
+            } else if s.last_fetch_leader_leo >= 0 && offset >= s.last_fetch_leader_leo {
+                s.last_caught_up_ms = s.last_caught_up_ms.max(s.last_fetch_ms);
+            }
+            s.leo = offset.min(leo);
+            s.last_fetch_ms = now_ms;
+            s.last_fetch_leader_leo = leo;
+        }
+        self.recompute_high_watermark();
+        Ok(())
+    }
+
+    /// The ISR this leader wants: members that fell behind for `lag_max_ms` leave,
+    /// followers that caught up (to the high watermark and this leader's epoch start)
+    /// join if `eligible` (not fenced). `None` when nothing changes or a change is
+    /// already in flight.
+    pub fn desired_isr(
+        &self,
+        now_ms: i64,
+        lag_max_ms: i64,
+        eligible: impl Fn(i32) -> bool,
+    ) -> Option<IsrChange> {
+        if self.isr_change_pending.load(Ordering::Acquire) {
+            return None;
+        }
+        let l = self.leadership.read().clone();
+        if l.leader != self.broker_id {
+            return None;
+        }
+        let hw = self.high_watermark();
+        let epoch_start = self.leader_epoch_start.load(Ordering::Acquire);
+        let f = self.followers.lock();
+        let mut shrunk = Vec::new();
+        let mut expanded = Vec::new();
+        for r in l.replicas.iter().filter(|r| **r != self.broker_id) {
+            let Some(s) = f.get(r) else { continue };
+            let in_isr = l.isr.contains(r);
+            if in_isr && now_ms - s.last_caught_up_ms > lag_max_ms {
+                shrunk.push(*r);
+            } else if !in_isr
+                && eligible(*r)
+                && s.leo >= hw
+                && s.leo >= epoch_start
+                && now_ms - s.last_caught_up_ms <= lag_max_ms
+            {
+                expanded.push(*r);
+            }
+        }
+        drop(f);
+        if shrunk.is_empty() && expanded.is_empty() {
+            return None;
+        }
+        let isr: Vec<i32> = l
+            .replicas
+            .iter()
+            .copied()
+            .filter(|r| (l.isr.contains(r) && !shrunk.contains(r)) || expanded.contains(r))
+            .collect();
+        Some(IsrChange {
+            leader_epoch: l.leader_epoch,
+            partition_epoch: l.partition_epoch,
+            isr,
+            shrunk,
+            expanded,
+        })
+    }
+
+    pub fn set_isr_change_pending(&self, pending: bool) {
+        self.isr_change_pending.store(pending, Ordering::Release);
+    }
+
+    /// As follower: appends what the leader sent.
+    pub fn append_as_follower(
+        &self,
+        data: &[u8],
+        now_ms: i64,
+    ) -> Result<AppendInfo, PartitionError> {
+        let (info, leo) = {
+            let mut log = self.log.lock();
+            let info = log.append_replicated(data, now_ms)?;
+            (info, log.log_end_offset())
         };
-        if sole_replica && self.high_watermark.fetch_max(leo, Ordering::AcqRel) < leo {
+        if info.bytes > 0 {
+            self.metrics
+                .bytes_in
+                .fetch_add(info.bytes, Ordering::Relaxed);
+            self.leo_tx.send_replace(leo);
+        }
+        Ok(info)
+    }
+
+    /// As follower: drops everything from `offset` on (a diverged tail).
+    pub fn truncate_to(&self, offset: i64) -> Result<u64, PartitionError> {
+        let mut log = self.log.lock();
+        let before = log.log_end_offset();
+        let removed = log.truncate_to(offset)?;
+        let leo = log.log_end_offset();
+        drop(log);
+        if removed > 0 || leo != before {
+            tracing::info!(topic = %self.topic, partition = self.index, from = before, to = leo,
+                bytes = removed, "truncated the log to the leader's");
+            self.leo_tx.send_replace(leo);
+        }
+        if self.high_watermark() > leo {
+            self.high_watermark.store(leo, Ordering::Release);
             self.hw_tx.send_replace(leo);
         }
+        Ok(removed)
+    }
+
+    /// As follower: starts the log over at `offset` (the leader no longer has what this
+    /// replica would need next, or it is in the remote tier).
+    pub fn restart_log_at(&self, offset: i64) -> Result<(), PartitionError> {
+        let mut log = self.log.lock();
+        tracing::info!(topic = %self.topic, partition = self.index, from = log.log_end_offset(),
+            to = offset, "starting the local log over at the leader's start");
+        log.reset_to(offset, &[])?;
+        let leo = log.log_end_offset();
+        drop(log);
+        self.leo_tx.send_replace(leo);
+        self.high_watermark.store(leo, Ordering::Release);
+        self.hw_tx.send_replace(leo);
+        Ok(())
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.log.lock().log_end_offset()
+    }
+
+    /// `(latest epoch, end offset for it)` of this replica's log, for truncation.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.log.lock().epoch_cache().latest_epoch()
+    }
+
+    pub fn local_end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.log.lock().end_offset_for_epoch(epoch)
+    }
+
+    /// Reads for a follower: everything up to the log end, not just the committed part.
+    pub fn read_for_follower(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+        current_leader_epoch: i32,
+    ) -> Result<ReadResult, PartitionError> {
+        self.check_leader(current_leader_epoch)?;
+        let hw = self.high_watermark();
+        let log = self.log.lock();
+        let offsets = self.offsets_of(&log, hw);
+        let local_start = log.log_start_offset();
+        if offset < local_start {
+            let r = self.remote.lock();
+            if r.has_data() && offset >= r.effective_start() {
+                return Err(PartitionError::MovedToTieredStorage {
+                    topic: self.topic.clone(),
+                    partition: self.index,
+                    offset,
+                    local_start,
+                });
+            }
+        }
+        let slice = log.read(offset, log.log_end_offset(), max_bytes, min_one_batch)?;
+        Ok(ReadResult {
+            offsets,
+            slice,
+            remote: false,
+        })
     }
 
     fn check_leader(&self, current_leader_epoch: i32) -> Result<Leadership, PartitionError> {
@@ -310,6 +649,7 @@ impl Partition {
         if info.duplicate {
             return Ok(AppendOutcome {
                 info,
+                leader_epoch: lead.leader_epoch,
                 flush_due: false,
             });
         }
@@ -319,12 +659,17 @@ impl Partition {
         self.metrics
             .messages_in
             .fetch_add(info.records as u64, Ordering::Relaxed);
-        self.maybe_advance_high_watermark(leo);
+        self.leo_tx.send_replace(leo);
+        self.recompute_high_watermark();
         let info = AppendInfo {
             log_start_offset: self.log_start_with_remote(info.log_start_offset),
             ..info
         };
-        Ok(AppendOutcome { info, flush_due })
+        Ok(AppendOutcome {
+            info,
+            leader_epoch: lead.leader_epoch,
+            flush_due,
+        })
     }
 
     /// fsyncs what the flush policy calls for (or, with `force`, everything unflushed) and
@@ -614,15 +959,25 @@ impl Partition {
     }
 
     /// OffsetForLeaderEpoch: `(epoch, end offset)` of the requested epoch.
+    /// Consumers get offsets bounded by the high watermark; followers (truncating to the
+    /// leader's log) the real end.
     pub fn end_offset_for_epoch(
         &self,
         epoch: i32,
         current_leader_epoch: i32,
+        for_follower: bool,
     ) -> Result<(i32, i64), PartitionError> {
         self.check_leader(current_leader_epoch)?;
         let hw = self.high_watermark();
         let (e, end) = self.log.lock().end_offset_for_epoch(epoch);
-        Ok((e, if end >= 0 { end.min(hw) } else { end }))
+        Ok((
+            e,
+            if end >= 0 && !for_follower {
+                end.min(hw)
+            } else {
+                end
+            },
+        ))
     }
 
     /// Retention pass, bounded by the high watermark.
