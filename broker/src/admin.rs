@@ -14,6 +14,11 @@ use sluice_api::admin::{
     GetBrokerStatusRequest, GetClusterStatusRequest, ListTopicsRequest, ListTopicsResponse,
     LogDirStatus, PartitionDescription, TopicDescription,
 };
+use sluice_api::admin::{
+    CancelRebalanceRequest, DrainBrokerRequest, GetRebalanceProgressRequest,
+    ListPartitionSizesRequest, MovingPartition, PartitionMove, PartitionRef, PartitionSize,
+    PartitionSizes, QuorumStatus, RebalancePlan, RebalanceProgress, RebalanceRequest,
+};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
@@ -150,6 +155,60 @@ pub(crate) fn describe_current(broker: &Broker, name: &str) -> Result<TopicDescr
                 format!("The topic '{name}' does not exist."),
             ))
         })
+}
+
+fn progress(md: &ClusterMetadata) -> RebalanceProgress {
+    RebalanceProgress {
+        moving: crate::rebalance::in_progress(md)
+            .into_iter()
+            .map(|m| MovingPartition {
+                topic: m.topic,
+                partition: m.partition,
+                replicas: m.replicas,
+                adding: m.adding,
+                removing: m.removing,
+            })
+            .collect(),
+    }
+}
+
+async fn plan_and_run(
+    broker: &Arc<Broker>,
+    exclude: &[i32],
+    dry_run: bool,
+    throttle: Option<i64>,
+) -> Result<RebalancePlan, Status> {
+    if throttle.is_some_and(|t| t <= 0) {
+        return Err(Status::invalid_argument(
+            "INVALID_CONFIG: throttle_bytes_per_second must be positive",
+        ));
+    }
+    let sizes = crate::rebalance::partition_sizes(broker).await;
+    let md = broker.metadata.current();
+    let plan = crate::rebalance::build_plan(&md, &sizes, exclude);
+    let executed = !dry_run && !plan.moves.is_empty();
+    if !dry_run {
+        crate::rebalance::execute(broker, &plan, throttle)
+            .await
+            .map_err(|e| Status::unavailable(format!("REASSIGNMENT_IN_PROGRESS or quorum: {e}")))?;
+    }
+    Ok(RebalancePlan {
+        moves: plan
+            .moves
+            .iter()
+            .map(|m| PartitionMove {
+                topic: m.topic.clone(),
+                partition: m.partition,
+                from_replicas: m.from.clone(),
+                to_replicas: m.to.clone(),
+                bytes: m.bytes as i64,
+            })
+            .collect(),
+        before: crate::rebalance::loads(&plan.before),
+        after: crate::rebalance::loads(&plan.after),
+        bytes_to_move: plan.bytes_to_move as i64,
+        executed,
+    })
 }
 
 fn under_replicated(md: &ClusterMetadata) -> impl Iterator<Item = (i32, bool)> + '_ {
@@ -351,38 +410,133 @@ impl Admin for AdminService {
         &self,
         _req: Request<GetClusterStatusRequest>,
     ) -> Result<Response<ClusterStatus>, Status> {
-        let md = self.broker()?.metadata.current();
-        let (mut partitions, mut under, mut offline) = (0, 0, 0);
-        for (leader, urp) in under_replicated(&md) {
-            partitions += 1;
-            under += i32::from(urp);
-            offline += i32::from(leader < 0);
-        }
-        Ok(Response::new(ClusterStatus {
+        let broker = self.broker()?;
+        let md = broker.metadata.current();
+        let mut status = ClusterStatus {
             cluster_id: md.cluster_id.clone(),
-            controller_id: self.broker()?.controller_id(),
-            brokers: md
-                .brokers
-                .values()
-                .map(|b| BrokerDescription {
-                    broker_id: b.id,
-                    rack: b.rack.clone().unwrap_or_default(),
-                    endpoints: b
-                        .endpoints
-                        .iter()
-                        .map(|e| Endpoint {
-                            listener: e.listener.clone(),
-                            host: e.host.clone(),
-                            port: i32::from(e.port),
-                        })
-                        .collect(),
-                })
-                .collect(),
+            controller_id: broker.controller_id(),
             topics: md.topics.len() as i32,
-            partitions,
-            under_replicated_partitions: under,
-            offline_partitions: offline,
-        }))
+            ..Default::default()
+        };
+        for t in md.topics.values() {
+            for (i, p) in t.partitions.iter().enumerate() {
+                let r = || PartitionRef {
+                    topic: t.name.clone(),
+                    partition: i as i32,
+                };
+                status.partitions += 1;
+                if p.leader < 0 {
+                    status.offline.push(r());
+                }
+                if p.isr.len() < p.target_replicas().len() {
+                    status.under_replicated.push(r());
+                }
+                if p.is_reassigning() {
+                    status.reassigning_partitions += 1;
+                }
+            }
+        }
+        status.under_replicated_partitions = status.under_replicated.len() as i32;
+        status.offline_partitions = status.offline.len() as i32;
+        status.brokers = md
+            .brokers
+            .values()
+            .map(|b| BrokerDescription {
+                broker_id: b.id,
+                rack: b.rack.clone().unwrap_or_default(),
+                endpoints: b
+                    .endpoints
+                    .iter()
+                    .map(|e| Endpoint {
+                        listener: e.listener.clone(),
+                        host: e.host.clone(),
+                        port: i32::from(e.port),
+                    })
+                    .collect(),
+                fenced: b.fenced,
+            })
+            .collect();
+        status.quorum = broker.quorum.as_ref().map(|q| {
+            let (leader, voters, learners, applied) = q.status();
+            QuorumStatus {
+                leader_id: leader.unwrap_or(-1),
+                voters,
+                learners,
+                applied_index: applied,
+            }
+        });
+        Ok(Response::new(status))
+    }
+
+    async fn rebalance(
+        &self,
+        req: Request<RebalanceRequest>,
+    ) -> Result<Response<RebalancePlan>, Status> {
+        let r = req.into_inner();
+        let broker = self.broker()?;
+        plan_and_run(
+            broker,
+            &r.exclude_brokers,
+            r.dry_run,
+            r.throttle_bytes_per_second,
+        )
+        .await
+        .map(Response::new)
+    }
+
+    async fn drain_broker(
+        &self,
+        req: Request<DrainBrokerRequest>,
+    ) -> Result<Response<RebalancePlan>, Status> {
+        let r = req.into_inner();
+        let broker = self.broker()?;
+        if !broker.metadata.current().brokers.contains_key(&r.broker_id) {
+            return Err(Status::not_found(format!(
+                "BROKER_NOT_AVAILABLE: broker {} is not registered",
+                r.broker_id
+            )));
+        }
+        plan_and_run(
+            broker,
+            &[r.broker_id],
+            r.dry_run,
+            r.throttle_bytes_per_second,
+        )
+        .await
+        .map(Response::new)
+    }
+
+    async fn get_rebalance_progress(
+        &self,
+        _req: Request<GetRebalanceProgressRequest>,
+    ) -> Result<Response<RebalanceProgress>, Status> {
+        Ok(Response::new(progress(&self.broker()?.metadata.current())))
+    }
+
+    async fn cancel_rebalance(
+        &self,
+        _req: Request<CancelRebalanceRequest>,
+    ) -> Result<Response<RebalanceProgress>, Status> {
+        let broker = self.broker()?;
+        crate::rebalance::cancel_all(broker)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(progress(&broker.metadata.current())))
+    }
+
+    async fn list_partition_sizes(
+        &self,
+        _req: Request<ListPartitionSizesRequest>,
+    ) -> Result<Response<PartitionSizes>, Status> {
+        let partitions = crate::rebalance::local_leader_sizes(self.broker()?)
+            .into_iter()
+            .map(|(topic, partition, size)| PartitionSize {
+                topic,
+                partition,
+                size_bytes: size as i64,
+            })
+            .collect();
+        Ok(Response::new(PartitionSizes { partitions }))
     }
 }
 

@@ -11,6 +11,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod producer_ids;
 pub mod protocol;
+pub mod rebalance;
 pub mod replica;
 pub mod replication;
 pub mod server;

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod admin_cli;
+
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use sluice_broker::broker::Broker;
@@ -78,6 +80,14 @@ struct Cli {
 enum Command {
     /// Print the reference of every broker and topic setting (Markdown).
     ConfigReference,
+    /// Call the admin API of a running broker (its internal.listener) and print JSON.
+    Admin {
+        /// host:port of the broker's internal.listener.
+        #[arg(long, default_value = "127.0.0.1:9093")]
+        server: String,
+        #[command(subcommand)]
+        action: admin_cli::AdminCommand,
+    },
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -106,9 +116,19 @@ fn init_tracing(format: LogFormat, filter: Option<&str>) {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::ConfigReference) = cli.command {
-        print!("{}", config::defs::markdown_reference());
-        return Ok(());
+    match cli.command {
+        Some(Command::ConfigReference) => {
+            print!("{}", config::defs::markdown_reference());
+            return Ok(());
+        }
+        Some(Command::Admin { server, action }) => {
+            return tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?
+                .block_on(admin_cli::run(&server, action));
+        }
+        None => {}
     }
     init_tracing(cli.log_format, cli.log_filter.as_deref());
     let mut overrides = cli.overrides.clone();
@@ -240,6 +260,11 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
         snapshot_interval_entries: config.quorum.snapshot_interval_entries,
         heartbeat_interval_ms: config.quorum.heartbeat_interval_ms,
         session_timeout_ms: config.quorum.session_timeout_ms,
+        leader_rebalance_interval_ms: if config.quorum.auto_leader_rebalance {
+            config.quorum.leader_imbalance_check_interval_ms
+        } else {
+            0
+        },
     })
     .await
     .context("starting the metadata quorum")?;

@@ -212,6 +212,8 @@ pub struct QuorumSettings {
     pub election_timeout_ms: u64,
     pub snapshot_interval_entries: u64,
     pub controlled_shutdown: bool,
+    pub auto_leader_rebalance: bool,
+    pub leader_imbalance_check_interval_ms: u64,
 }
 
 /// Follower fetching and ISR maintenance (`replica.*`).
@@ -456,6 +458,10 @@ impl BrokerConfig {
                 election_timeout_ms: statics.int("metadata.election.timeout.ms")?,
                 snapshot_interval_entries: statics.int("metadata.log.snapshot.interval.entries")?,
                 controlled_shutdown: statics.bool("controlled.shutdown.enable"),
+                auto_leader_rebalance: statics.bool("auto.leader.rebalance.enable"),
+                leader_imbalance_check_interval_ms: statics
+                    .int::<u64>("leader.imbalance.check.interval.seconds")?
+                    .saturating_mul(1000),
             },
             replication: ReplicationSettings {
                 inter_broker_listener,

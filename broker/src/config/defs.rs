@@ -143,6 +143,20 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "Metadata quorum: take a snapshot of the metadata image (and drop the log before it) after this many new entries.",
     ),
     def(
+        "auto.leader.rebalance.enable",
+        T::Boolean,
+        Some("true"),
+        Validator::None,
+        "The controller moves leadership back to each partition's preferred (first) replica when it is in sync, every `leader.imbalance.check.interval.seconds`.",
+    ),
+    def(
+        "leader.imbalance.check.interval.seconds",
+        T::Long,
+        Some("300"),
+        Validator::AtLeast(1),
+        "How often the controller checks for partitions not led by their preferred replica.",
+    ),
+    def(
         "controlled.shutdown.enable",
         T::Boolean,
         Some("true"),
@@ -688,6 +702,13 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         Some("3600000"),
         Validator::AtLeast(0),
         "Default `message.timestamp.after.max.ms`.",
+    )),
+    dynamic(def(
+        "follower.replication.throttled.rate",
+        T::Long,
+        Some("9223372036854775807"),
+        Validator::AtLeast(1),
+        "Bytes per second a follower copies for replicas being added by a reassignment (rebalance, drain); other replication is not throttled.",
     )),
     dynamic(def(
         "unclean.leader.election.enable",

@@ -41,6 +41,11 @@ pub struct PartitionState {
     pub leader_epoch: i32,
     /// Bumped on every change of this partition's state (Kafka's partition epoch).
     pub partition_epoch: i32,
+    /// A reassignment in progress: replicas joining, and replicas leaving once it is done.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing: Vec<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +102,15 @@ pub enum MetadataCommand {
     /// The broker caught up with the metadata and heartbeats: it may lead and rejoin ISRs.
     UnfenceBroker {
         id: i32,
+    },
+    /// Starts or cancels partition reassignments (Kafka's AlterPartitionReassignments);
+    /// all or nothing.
+    ReassignPartitions {
+        moves: Vec<super::reassign::Reassignment>,
+    },
+    /// Moves leadership to the first replica where it is in sync and not fenced.
+    ElectPreferredLeaders {
+        partitions: Vec<(String, i32)>,
     },
     /// A leader changes its partition's ISR (Kafka's AlterPartition). Refused unless the
     /// epochs match the committed state, so a deposed leader cannot change anything.
@@ -341,6 +355,49 @@ impl ClusterMetadata {
         }
         p.isr = isr.to_vec();
         p.partition_epoch += 1;
+        // A follower that caught up may be the last one a reassignment waited for.
+        p.try_complete_reassignment(&|b| active.contains(&b));
+        Ok(())
+    }
+
+    fn reassign(&mut self, moves: &[super::reassign::Reassignment]) -> Result<(), MetadataError> {
+        for m in moves {
+            let exists = self
+                .topics
+                .get(&m.topic)
+                .is_some_and(|t| (m.partition as usize) < t.partitions.len() && m.partition >= 0);
+            if !exists {
+                return Err(MetadataError::UnknownPartition {
+                    topic: m.topic.clone(),
+                    partition: m.partition,
+                });
+            }
+            if let Some(target) = &m.target {
+                super::reassign::check_target(&m.topic, m.partition, target, &|b| {
+                    self.brokers.contains_key(&b)
+                })?;
+            }
+        }
+        let active: Vec<i32> = self
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| b.id)
+            .collect();
+        let is_active = |b: i32| active.contains(&b);
+        for m in moves {
+            let Some(p) = self
+                .topics
+                .get_mut(&m.topic)
+                .and_then(|t| t.partitions.get_mut(m.partition as usize))
+            else {
+                continue;
+            };
+            match &m.target {
+                Some(target) => p.start_reassignment(target, &is_active),
+                None => p.cancel_reassignment(&is_active),
+            }
+        }
         Ok(())
     }
 
@@ -390,6 +447,8 @@ impl ClusterMetadata {
                 .unwrap_or(-1),
             leader_epoch: 0,
             partition_epoch: 0,
+            adding: vec![],
+            removing: vec![],
         }
     }
 
@@ -439,6 +498,24 @@ impl ClusterMetadata {
                 partition_epoch,
                 isr,
             } => self.alter_partition(topic, *partition, *leader_epoch, *partition_epoch, isr)?,
+            MetadataCommand::ReassignPartitions { moves } => self.reassign(moves)?,
+            MetadataCommand::ElectPreferredLeaders { partitions } => {
+                let active: Vec<i32> = self
+                    .brokers
+                    .values()
+                    .filter(|b| !b.fenced)
+                    .map(|b| b.id)
+                    .collect();
+                for (topic, partition) in partitions {
+                    if let Some(p) = self
+                        .topics
+                        .get_mut(topic)
+                        .and_then(|t| t.partitions.get_mut(*partition as usize))
+                    {
+                        p.elect_preferred(&|b| active.contains(&b));
+                    }
+                }
+            }
             MetadataCommand::CreateTopic {
                 name,
                 id,

@@ -4,6 +4,7 @@ pub mod image;
 #[cfg(test)]
 pub mod local;
 pub mod quorum;
+pub mod reassign;
 pub mod store;
 
 pub use image::{

@@ -17,6 +17,7 @@ mod list_offsets;
 pub mod metadata;
 mod offset_for_leader_epoch;
 mod produce;
+pub mod reassignments;
 pub mod topics;
 pub mod versions;
 
@@ -249,6 +250,18 @@ async fn dispatch(ctx: &RequestContext, mut body: Bytes) -> Outcome {
         ApiKey::IncrementalAlterConfigs => {
             let req = decode_or_close!(m::IncrementalAlterConfigsRequest, ctx, body);
             respond(ctx, &configs::incremental_alter(ctx, req).await)
+        }
+        ApiKey::AlterPartitionReassignments => {
+            let req = decode_or_close!(m::AlterPartitionReassignmentsRequest, ctx, body);
+            respond(ctx, &reassignments::alter(ctx, req).await)
+        }
+        ApiKey::ListPartitionReassignments => {
+            let req = decode_or_close!(m::ListPartitionReassignmentsRequest, ctx, body);
+            respond(ctx, &reassignments::list(ctx, req))
+        }
+        ApiKey::ElectLeaders => {
+            let req = decode_or_close!(m::ElectLeadersRequest, ctx, body);
+            respond(ctx, &reassignments::elect(ctx, req).await)
         }
         ApiKey::DescribeCluster => {
             let req = decode_or_close!(m::DescribeClusterRequest, ctx, body);

@@ -285,6 +285,7 @@ impl ReplicaManager {
                 partition_epoch: 0,
                 replicas: vec![],
                 isr: vec![],
+                adding: vec![],
             });
         Ok(Arc::new(Partition::new(
             topic.id,

@@ -92,6 +92,8 @@ pub struct Leadership {
     pub partition_epoch: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
+    /// Replicas a reassignment is adding (their catch-up is throttled).
+    pub adding: Vec<i32>,
 }
 
 impl From<&PartitionState> for Leadership {
@@ -102,6 +104,7 @@ impl From<&PartitionState> for Leadership {
             partition_epoch: p.partition_epoch,
             replicas: p.replicas.clone(),
             isr: p.isr.clone(),
+            adding: p.adding.clone(),
         }
     }
 }

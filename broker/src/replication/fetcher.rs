@@ -51,6 +51,37 @@ struct FetchState {
 struct Shared {
     partitions: Mutex<BTreeMap<Key, FetchState>>,
     wake: Notify,
+    throttle: Mutex<Bucket>,
+}
+
+/// Token bucket for `follower.replication.throttled.rate` (one second of burst).
+#[derive(Debug, Default)]
+struct Bucket {
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl Bucket {
+    fn refill(&mut self, rate: f64) -> f64 {
+        let now = Instant::now();
+        let elapsed = self
+            .last
+            .map_or(1.0, |l| now.duration_since(l).as_secs_f64());
+        self.last = Some(now);
+        self.tokens = (self.tokens + elapsed * rate).min(rate);
+        self.tokens
+    }
+}
+
+/// The throttle for moving replicas, if one is set (dynamic broker or cluster setting).
+fn throttle_rate(broker: &Broker) -> Option<u64> {
+    let md = broker.metadata.current();
+    md.broker_configs
+        .get(&broker.node_id)
+        .and_then(|c| c.get(crate::rebalance::THROTTLE_CONFIG))
+        .or_else(|| md.cluster_configs.get(crate::rebalance::THROTTLE_CONFIG))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|r| *r > 0 && *r < i64::MAX as u64)
 }
 
 #[derive(Debug)]
@@ -364,11 +395,27 @@ async fn fetch_round(
     c: &mut LeaderConnection,
     shared: &Shared,
 ) -> Result<(), ClientError> {
-    let todo = ready(shared, false);
+    let mut todo = ready(shared, false);
     if todo.is_empty() {
         return Ok(());
     }
     let settings = &broker.config.replication;
+    // Replicas a reassignment adds copy at most the throttle rate; others are not held up.
+    let rate = throttle_rate(broker);
+    let throttled = |s: &FetchState| {
+        rate.is_some() && s.partition.leadership().adding.contains(&broker.node_id)
+    };
+    if let Some(rate) = rate {
+        let tokens = shared.throttle.lock().refill(rate as f64);
+        if tokens <= 0.0 {
+            todo.retain(|(_, s)| !throttled(s));
+            if todo.is_empty() {
+                let wait = (-tokens / rate as f64).clamp(0.01, 1.0);
+                tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+                return Ok(());
+            }
+        }
+    }
     let mut topics: BTreeMap<Arc<str>, Vec<FetchPartition>> = BTreeMap::new();
     let mut offsets = HashMap::new();
     for (key, s) in &todo {
@@ -381,7 +428,12 @@ async fn fetch_round(
                 .with_fetch_offset(offset)
                 .with_last_fetched_epoch(-1)
                 .with_log_start_offset(-1)
-                .with_partition_max_bytes(settings.fetch_max_bytes),
+                .with_partition_max_bytes(match rate {
+                    Some(r) if throttled(s) => {
+                        settings.fetch_max_bytes.min(r.min(i32::MAX as u64) as i32)
+                    }
+                    _ => settings.fetch_max_bytes,
+                }),
         );
     }
     let req = FetchRequest::default()
@@ -436,7 +488,11 @@ async fn fetch_round(
                     if let Some(records) = &r.records
                         && !records.is_empty()
                         && offsets.get(&key) == Some(&p.log_end_offset())
-                        && let Err(e) = p.append_as_follower(records, now)
+                        && let Err(e) = p.append_as_follower(records, now).inspect(|info| {
+                            if throttled(s) {
+                                shared.throttle.lock().tokens -= info.bytes as f64;
+                            }
+                        })
                     {
                         tracing::error!(topic = %key.0, partition = key.1, error = %e,
                             "cannot append replicated data; truncating to the leader and retrying");

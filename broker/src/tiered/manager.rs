@@ -36,6 +36,8 @@ use crate::replica::Partition;
 /// How often the manager looks for partitions whose manifest must be loaded (new
 /// partitions, restarts); uploads and retention run per `task.interval.ms`.
 const LOAD_TICK: Duration = Duration::from_millis(200);
+/// How often followers re-read the manifest their leader writes.
+const FOLLOWER_REFRESH: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 struct Entry {
@@ -47,6 +49,9 @@ struct Entry {
     /// A manifest write failed (it may or may not have landed): the next step re-reads
     /// the manifest before writing one.
     reload: AtomicBool,
+    /// The leader epoch the manifest was last loaded under: another epoch means another
+    /// leader may have written it since.
+    epoch: std::sync::atomic::AtomicI32,
     work: tokio::sync::Mutex<()>,
     busy: AtomicBool,
     schedule: Mutex<Schedule>,
@@ -152,6 +157,7 @@ impl TierManager {
                     key,
                     manifest: RwLock::new(None),
                     reload: AtomicBool::new(false),
+                    epoch: std::sync::atomic::AtomicI32::new(-1),
                     work: tokio::sync::Mutex::new(()),
                     busy: AtomicBool::new(false),
                     schedule: Mutex::new(Schedule {
@@ -198,12 +204,21 @@ impl TierManager {
             });
         }
         for p in hosted {
-            let leader = p.leadership().leader == broker.node_id;
+            let l = p.leadership();
+            let leader = l.leader == broker.node_id;
             let enabled = p.config().remote_storage;
+            if !leader && enabled {
+                self.refresh_follower(&p, now);
+                continue;
+            }
             if !leader || !(enabled || p.remote_view().has_data()) {
                 continue;
             }
             let e = self.entry(&p);
+            if e.epoch.swap(l.leader_epoch, Ordering::AcqRel) != l.leader_epoch {
+                e.reload.store(true, Ordering::Release);
+                e.schedule.lock().next_run = now;
+            }
             {
                 let s = e.schedule.lock();
                 // Unloaded partitions are retried on their backoff only; loaded ones
@@ -262,6 +277,59 @@ impl TierManager {
                 this.deleting.store(false, Ordering::Release);
             });
         }
+    }
+
+    /// Followers only read the manifest the leader writes (every [`FOLLOWER_REFRESH`]):
+    /// it tells local retention which segments are safely in the bucket. They never
+    /// upload, delete remote objects or sweep orphans (the leader's uploads in flight
+    /// would look like orphans).
+    fn refresh_follower(self: &Arc<Self>, p: &Arc<Partition>, now: Instant) {
+        let e = self.entry(p);
+        {
+            let s = e.schedule.lock();
+            if s.next_run > now {
+                return;
+            }
+        }
+        if e.busy.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (this, p) = (self.clone(), p.clone());
+        tokio::spawn(async move {
+            let key = layout::manifest_object(&e.prefix);
+            let result = match this.store.get(&key).await {
+                Ok(r) => match r.bytes().await {
+                    Ok(bytes) => Manifest::decode(&bytes, p.topic_id)
+                        .map(Some)
+                        .map_err(|err| err.to_string()),
+                    Err(err) => Err(err.to_string()),
+                },
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(err) => Err(err.to_string()),
+            };
+            let mut s = e.schedule.lock();
+            match result {
+                Ok(m) => {
+                    let m =
+                        Arc::new(m.unwrap_or_else(|| Manifest::new(&p.topic, p.topic_id, p.index)));
+                    *e.manifest.write() = Some(m.clone());
+                    // Becoming leader re-reads it properly (orphans, catching up).
+                    e.reload.store(true, Ordering::Release);
+                    e.epoch.store(-1, Ordering::Release);
+                    publish(&p, &m);
+                    s.failures = 0;
+                    s.next_run = Instant::now() + FOLLOWER_REFRESH;
+                }
+                Err(err) => {
+                    s.failures = s.failures.saturating_add(1);
+                    let backoff = this.backoff_ms(s.failures);
+                    s.next_run = Instant::now() + Duration::from_millis(backoff);
+                    tracing::debug!(topic = %p.topic, partition = p.index, error = %err,
+                        "follower could not read the remote manifest; local segments are kept");
+                }
+            }
+            e.busy.store(false, Ordering::Release);
+        });
     }
 
     /// Exponential backoff after `failures` consecutive failures.

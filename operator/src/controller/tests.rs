@@ -224,6 +224,7 @@ impl BrokerAdmin for FakeAdmin {
                 broker_id: id,
                 rack: String::new(),
                 endpoints: vec![],
+                fenced: false,
             })
             .collect();
         Ok(ClusterStatus {
@@ -234,6 +235,7 @@ impl BrokerAdmin for FakeAdmin {
             partitions: 0,
             under_replicated_partitions: 0,
             offline_partitions: 0,
+            ..Default::default()
         })
     }
 }

@@ -69,6 +69,8 @@ pub struct QuorumOptions {
     pub snapshot_interval_entries: u64,
     pub heartbeat_interval_ms: u64,
     pub session_timeout_ms: u64,
+    /// 0 disables the automatic preferred leader election.
+    pub leader_rebalance_interval_ms: u64,
 }
 
 /// Answer of the leader to a forwarded command.
@@ -111,6 +113,7 @@ pub enum HeartbeatReply {
 #[derive(Debug, Default)]
 struct Liveness {
     leader_since: Option<Instant>,
+    last_leader_rebalance: Option<Instant>,
     last_seen: HashMap<i32, Instant>,
     unfencing: HashSet<i32>,
 }
@@ -275,6 +278,17 @@ impl Quorum {
             learners,
             m.last_applied.map(|l| l.index).unwrap_or(0),
         )
+    }
+
+    /// `(broker id, internal address)` of every quorum member (all brokers).
+    pub fn member_addrs(&self) -> Vec<(i32, String)> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.membership_config
+            .membership()
+            .nodes()
+            .map(|(id, n)| (*id as i32, n.addr.clone()))
+            .collect()
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -547,6 +561,7 @@ impl Quorum {
                 .map(|b| b.id)
                 .collect()
         };
+        self.rebalance_leaders().await;
         for id in expired {
             tracing::warn!(
                 broker = id,
@@ -557,6 +572,48 @@ impl Quorum {
             if !matches!(r, SubmitReply::Committed { .. }) {
                 tracing::warn!(broker = id, reply = ?r, "could not fence broker");
             }
+        }
+    }
+
+    /// Preferred leader election for partitions whose first replica is in sync, active
+    /// and not leading (Kafka's `auto.leader.rebalance.enable`).
+    async fn rebalance_leaders(&self) {
+        let interval = Duration::from_millis(self.opts.leader_rebalance_interval_ms);
+        if interval.is_zero() {
+            return;
+        }
+        {
+            let mut l = self.liveness.lock();
+            let last = *l.last_leader_rebalance.get_or_insert_with(Instant::now);
+            if last.elapsed() < interval {
+                return;
+            }
+            l.last_leader_rebalance = Some(Instant::now());
+        }
+        let md = self.current();
+        let partitions: Vec<(String, i32)> = md
+            .topics
+            .values()
+            .flat_map(|t| {
+                t.partitions.iter().enumerate().filter_map(|(i, p)| {
+                    let preferred = *p.replicas.first()?;
+                    (p.leader != preferred && p.isr.contains(&preferred) && md.is_active(preferred))
+                        .then(|| (t.name.clone(), i as i32))
+                })
+            })
+            .collect();
+        if partitions.is_empty() {
+            return;
+        }
+        tracing::info!(
+            partitions = partitions.len(),
+            "moving leadership back to preferred replicas"
+        );
+        let r = self
+            .submit_here(MetadataCommand::ElectPreferredLeaders { partitions })
+            .await;
+        if !matches!(r, SubmitReply::Committed { .. }) {
+            tracing::warn!(reply = ?r, "preferred leader election failed");
         }
     }
 
