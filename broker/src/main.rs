@@ -70,7 +70,7 @@ struct Cli {
     /// tracing filter, e.g. "info" or "info,sluice_broker::protocol=debug". RUST_LOG also works.
     #[arg(long, env = "SLUICE_LOG_FILTER")]
     log_filter: Option<String>,
-    /// After binding, write {"kafka": {"LISTENER": port}, "http": port, "internal": port} here. For tools and
+    /// Once ready, write {"kafka": {"LISTENER": port}, "http": port, "internal": port} here. For tools and
     /// tests that start the broker on port 0.
     #[arg(long)]
     ports_file: Option<PathBuf>,
@@ -356,18 +356,17 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
         })
     };
 
-    if let Some(path) = &ports_file {
+    let ports_json = {
         let kafka: serde_json::Map<String, serde_json::Value> = bound
             .iter()
             .map(|b| (b.name.to_string(), b.local_addr.port().into()))
             .collect();
-        let json = serde_json::json!({
+        serde_json::json!({
             "kafka": kafka,
             "http": http_addr.port(),
             "internal": internal_addr.port(),
-        });
-        sluice_broker::log::checkpoint::write_atomic(path, json.to_string().as_bytes())?;
-    }
+        })
+    };
 
     let connections = TaskTracker::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -410,6 +409,9 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
         None => tracing::warn!("the controller has not unfenced this broker yet; serving anyway"),
     }
     broker.set_ready(true);
+    if let Some(path) = &ports_file {
+        sluice_broker::log::checkpoint::write_atomic(path, ports_json.to_string().as_bytes())?;
+    }
     tracing::info!(http = %http_addr, internal = %internal_addr, advertised = ?endpoints, "broker ready");
 
     broker.shutdown.cancelled().await;

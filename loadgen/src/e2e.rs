@@ -134,6 +134,7 @@ pub async fn run(
     opts: &E2eOpts,
 ) -> anyhow::Result<E2eReport> {
     let layout = topic::ensure(conn, &opts.topic, opts.create_partitions, &[]).await?;
+    let leader = layout.single_leader()?;
     if layout.partitions.is_empty() {
         bail!("topic {} has no partitions", opts.topic);
     }
@@ -174,7 +175,7 @@ pub async fn run(
             stop_rx.clone(),
         )));
         tasks.fetchers.push(tokio::spawn(fetch(
-            layout.leader.clone(),
+            leader.clone(),
             shared.clone(),
             owned_rx,
             active_tx,
@@ -188,7 +189,7 @@ pub async fn run(
         &active,
         &shared,
         opts,
-        &layout.leader,
+        &leader,
         &layout.partitions,
         &group,
     )

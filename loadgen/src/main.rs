@@ -198,17 +198,19 @@ async fn main() -> anyhow::Result<()> {
                     Codec::Zstd => Compression::Zstd,
                 },
             };
-            produce::wait_writable(&mut conn, &opts, &layout.partitions).await?;
-            let groups = split(&layout.partitions, connections);
+            // --connections per leading broker, each taking a share of its partitions.
+            let mut groups = Vec::new();
+            for (leader, partitions) in &layout.by_leader {
+                let mut c = client::Connection::connect(leader).await?;
+                produce::wait_writable(&mut c, &opts, partitions).await?;
+                for g in split(partitions, connections) {
+                    groups.push((leader.clone(), g));
+                }
+            }
             let share = opts.rate.map(|r| r / groups.len() as f64);
             let mut tasks = Vec::new();
-            for g in groups {
-                tasks.push(tokio::spawn(produce::run(
-                    layout.leader.clone(),
-                    opts.clone(),
-                    g,
-                    share,
-                )));
+            for (leader, g) in groups {
+                tasks.push(tokio::spawn(produce::run(leader, opts.clone(), g, share)));
             }
             let mut total: Option<produce::ProduceStats> = None;
             for t in tasks {
@@ -288,10 +290,11 @@ async fn main() -> anyhow::Result<()> {
             };
             let opts = std::sync::Arc::new(opts);
             let mut tasks = Vec::new();
+            let leader = layout.single_leader()?;
             for g in split(&layout.partitions, connections) {
                 let (o, e) = (starts.clone(), ends.clone());
                 let opts = opts.clone();
-                let leader = layout.leader.clone();
+                let leader = leader.clone();
                 tasks.push(tokio::spawn(async move {
                     consume::run(leader, &opts, g, o, e).await
                 }));

@@ -11,10 +11,22 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::client::Connection;
 
-/// Partitions of a topic, all led by the broker reachable at `leader`.
+/// Partitions of a topic and the brokers (host:port) leading them.
 pub struct TopicLayout {
     pub partitions: Vec<i32>,
-    pub leader: String,
+    pub by_leader: Vec<(String, Vec<i32>)>,
+}
+
+impl TopicLayout {
+    /// The one broker leading every partition (consume and e2e modes need one).
+    pub fn single_leader(&self) -> anyhow::Result<String> {
+        match self.by_leader.as_slice() {
+            [(addr, _)] => Ok(addr.clone()),
+            _ => bail!(
+                "partitions are led by several brokers; this mode needs a single-broker target"
+            ),
+        }
+    }
 }
 
 pub async fn ensure(
@@ -68,23 +80,34 @@ pub async fn ensure(
     if t.error_code != 0 {
         bail!("metadata for {topic} failed with error {}", t.error_code);
     }
-    let mut leaders: Vec<i32> = t.partitions.iter().map(|p| p.leader_id.0).collect();
-    leaders.sort_unstable();
-    leaders.dedup();
-    if leaders.len() != 1 {
-        bail!(
-            "partitions of {topic} are led by several brokers {leaders:?}; point the load generator at a single-broker target"
-        );
+    let mut by_leader: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
+    for p in &t.partitions {
+        let addr = md
+            .brokers
+            .iter()
+            .find(|b| b.node_id == p.leader_id)
+            .map(|b| format!("{}:{}", b.host, b.port))
+            .with_context(|| {
+                format!(
+                    "leader {} of {topic}-{} is not among the brokers in metadata",
+                    p.leader_id.0, p.partition_index
+                )
+            })?;
+        by_leader.entry(addr).or_default().push(p.partition_index);
     }
-    let leader = md
-        .brokers
-        .iter()
-        .find(|b| b.node_id.0 == leaders[0])
-        .map(|b| format!("{}:{}", b.host, b.port))
-        .context("leader not among the brokers in metadata")?;
     let mut partitions: Vec<i32> = t.partitions.iter().map(|p| p.partition_index).collect();
     partitions.sort_unstable();
-    Ok(TopicLayout { partitions, leader })
+    let by_leader = by_leader
+        .into_iter()
+        .map(|(a, mut ps)| {
+            ps.sort_unstable();
+            (a, ps)
+        })
+        .collect();
+    Ok(TopicLayout {
+        partitions,
+        by_leader,
+    })
 }
 
 /// Deletes a topic (versions 1-5 name topics directly).

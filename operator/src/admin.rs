@@ -169,9 +169,9 @@ impl BrokerAdmin for GrpcAdmin {
     }
 }
 
-/// `http://{cluster}-broker-0.{cluster}-brokers.{namespace}.svc:9093`: always broker 0.
-/// Until brokers share a metadata quorum each one answers only for itself, and topics must
-/// not land on whichever broker a connection happens to reach.
+/// `http://{cluster}-broker-0.{cluster}-brokers.{namespace}.svc:9093`: broker 0, a voter
+/// of the metadata quorum. Any broker answers for the whole cluster (changes are forwarded
+/// to the quorum leader); one fixed address keeps one cached channel.
 pub fn admin_endpoint(cluster: &Cluster) -> String {
     format!(
         "http://{}-0.{}.{}.svc:{INTERNAL_PORT}",

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use kafka_protocol::ResponseError;
 use parking_lot::{Mutex, RwLock};
@@ -220,8 +220,11 @@ pub struct Partition {
     followers: Mutex<HashMap<i32, FollowerState>>,
     /// Log end when this broker became leader: followers must reach it to join the ISR.
     leader_epoch_start: AtomicI64,
-    /// An AlterPartition is in flight; no other is proposed until the metadata answers.
-    isr_change_pending: AtomicBool,
+    /// The ISR of an AlterPartition in flight; no other is proposed until the metadata
+    /// answers. Until then the high watermark counts the union of both ISRs (Kafka's
+    /// "maximal ISR"): a joining follower is never behind what is committed once it
+    /// is in the ISR, so it can take over leadership without losing acknowledged records.
+    pending_isr: Mutex<Option<Vec<i32>>>,
     remote: Mutex<RemoteView>,
     pub metrics: PartitionMetrics,
 }
@@ -267,7 +270,7 @@ impl Partition {
             leo_tx,
             followers: Mutex::new(HashMap::new()),
             leader_epoch_start: AtomicI64::new(leo),
-            isr_change_pending: AtomicBool::new(false),
+            pending_isr: Mutex::new(None),
             remote: Mutex::new(RemoteView::default()),
             metrics: PartitionMetrics::default(),
         };
@@ -304,7 +307,7 @@ impl Partition {
             let became = l.leader == self.broker_id
                 && (cur.leader != self.broker_id || cur.leader_epoch != l.leader_epoch);
             if cur.partition_epoch != l.partition_epoch || cur.leader_epoch != l.leader_epoch {
-                self.isr_change_pending.store(false, Ordering::Release);
+                *self.pending_isr.lock() = None;
             }
             *cur = l.clone();
             became
@@ -363,9 +366,16 @@ impl Partition {
             return;
         }
         let mut hw = self.log.lock().log_end_offset();
+        // Held until the new value is stored, so an ISR change being proposed is either
+        // seen here or sees the result (`begin_isr_change`).
+        let pending = self.pending_isr.lock();
+        let mut members = l.isr.clone();
+        if let Some(p) = pending.as_ref() {
+            members.extend(p.iter().filter(|r| !l.isr.contains(r)));
+        }
         {
             let f = self.followers.lock();
-            for r in l.isr.iter().filter(|r| **r != self.broker_id) {
+            for r in members.iter().filter(|r| **r != self.broker_id) {
                 match f.get(r) {
                     Some(s) if s.leo >= 0 => hw = hw.min(s.leo),
                     _ => return,
@@ -373,7 +383,9 @@ impl Partition {
             }
         }
         drop(l);
-        if self.high_watermark.fetch_max(hw, Ordering::AcqRel) < hw {
+        let moved = self.high_watermark.fetch_max(hw, Ordering::AcqRel) < hw;
+        drop(pending);
+        if moved {
             self.hw_tx.send_replace(hw);
         }
     }
@@ -443,7 +455,7 @@ impl Partition {
         lag_max_ms: i64,
         eligible: impl Fn(i32) -> bool,
     ) -> Option<IsrChange> {
-        if self.isr_change_pending.load(Ordering::Acquire) {
+        if self.pending_isr.lock().is_some() {
             return None;
         }
         let l = self.leadership.read().clone();
@@ -488,8 +500,26 @@ impl Partition {
         })
     }
 
-    pub fn set_isr_change_pending(&self, pending: bool) {
-        self.isr_change_pending.store(pending, Ordering::Release);
+    /// Marks `change` as proposed. False (and nothing pending) if a follower it adds fell
+    /// below the high watermark meanwhile: once pending, the high watermark waits for it.
+    pub fn begin_isr_change(&self, change: &IsrChange) -> bool {
+        let mut pending = self.pending_isr.lock();
+        let hw = self.high_watermark();
+        let f = self.followers.lock();
+        let behind = change
+            .expanded
+            .iter()
+            .any(|r| f.get(r).is_none_or(|s| s.leo < hw));
+        if !behind {
+            *pending = Some(change.isr.clone());
+        }
+        !behind
+    }
+
+    /// The proposed ISR change was refused.
+    pub fn abort_isr_change(&self) {
+        *self.pending_isr.lock() = None;
+        self.recompute_high_watermark();
     }
 
     /// As follower: appends what the leader sent.

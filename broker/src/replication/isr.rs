@@ -25,7 +25,9 @@ pub async fn run(broker: Arc<Broker>) {
             let Some(change) = p.desired_isr(now, lag_max, |r| md.is_active(r)) else {
                 continue;
             };
-            p.set_isr_change_pending(true);
+            if !p.begin_isr_change(&change) {
+                continue;
+            }
             let broker = broker.clone();
             tokio::spawn(async move {
                 let cmd = MetadataCommand::AlterPartition {
@@ -50,7 +52,7 @@ pub async fn run(broker: Arc<Broker>) {
                     Err(e) => {
                         tracing::info!(topic = %p.topic, partition = p.index, error = %e,
                             "ISR change not accepted (leadership may have moved)");
-                        p.set_isr_change_pending(false);
+                        p.abort_isr_change();
                     }
                 }
             });

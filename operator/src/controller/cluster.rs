@@ -209,9 +209,9 @@ async fn apply(cluster: &Cluster, ctx: &Context, ns: &str) -> Result<Action> {
         }
     }
 
-    // Every broker runs but fewer are registered in the cluster metadata: they did not
-    // join one cluster (this broker version keeps metadata per broker; replication and a
-    // shared metadata quorum come later).
+    // Every broker runs but fewer are registered in the cluster metadata: some did not
+    // join the metadata quorum (wrong voters, unreachable internal port, another
+    // cluster's data on their volume).
     if degraded.is_none()
         && ready >= replicas
         && let Some(n) = status.registered_brokers.filter(|n| *n < replicas)
@@ -219,7 +219,7 @@ async fn apply(cluster: &Cluster, ctx: &Context, ns: &str) -> Result<Action> {
         degraded = Some((
             "BrokersNotClustered",
             format!(
-                "{replicas} brokers run but the cluster metadata lists {n}: brokers of this version do not form one multi-broker cluster yet (use replicas: 1 until replication is available)"
+                "{replicas} brokers run but the cluster metadata lists {n}: the others did not join the metadata quorum (see their logs: controller.quorum.voters, internal port 9093, cluster.id of their volumes)"
             ),
         ));
     }

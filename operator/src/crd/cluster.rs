@@ -25,9 +25,11 @@ pub const RESERVED_CONFIGS: &[&str] = &[
     "http.listener",
     "internal.listener",
     "broker.rack",
+    "cluster.id",
+    "controller.quorum.voters",
 ];
 
-/// Port of the internal gRPC listener (admin API, later the metadata quorum).
+/// Port of the internal gRPC listener (admin API and metadata quorum).
 pub const INTERNAL_PORT: i32 = 9093;
 /// Port of the HTTP server (`/metrics`, `/healthz`, `/readyz`).
 pub const HTTP_PORT: i32 = 9644;
@@ -103,7 +105,7 @@ pub struct ClusterSpec {
     /// `default.replication.factor`, ...). Values are strings.
     #[serde(default)]
     #[schemars(extend("maxProperties" = 256))]
-    #[x_kube(validation = kube::core::Rule::new("self.all(k, !(k in ['node.id', 'broker.id', 'listeners', 'advertised.listeners', 'log.dirs', 'log.dir', 'http.listener', 'internal.listener', 'broker.rack']))").message("node.id, listeners, advertised.listeners, log.dirs, http.listener, internal.listener and broker.rack are set by the operator"))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(k, !(k in ['node.id', 'broker.id', 'listeners', 'advertised.listeners', 'log.dirs', 'log.dir', 'http.listener', 'internal.listener', 'broker.rack', 'cluster.id', 'controller.quorum.voters']))").message("node.id, listeners, advertised.listeners, log.dirs, http.listener, internal.listener, broker.rack, cluster.id and controller.quorum.voters are set by the operator"))]
     pub config: BTreeMap<String, String>,
     /// Rack awareness: each broker's `broker.rack` is its node's value of `topologyKey`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

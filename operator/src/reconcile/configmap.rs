@@ -30,6 +30,33 @@ fn escape(v: &str) -> String {
     out
 }
 
+/// The cluster id brokers are formatted with: the custom resource's uid, stable for the
+/// resource's lifetime (its namespace and name before the API server assigned one).
+pub fn cluster_id(cluster: &Cluster) -> String {
+    cluster.metadata.uid.clone().unwrap_or_else(|| {
+        format!(
+            "{}-{}",
+            cluster.metadata.namespace.as_deref().unwrap_or("default"),
+            cluster.metadata.name.as_deref().unwrap_or("sluice")
+        )
+    })
+}
+
+/// `id@{cluster}-broker-{id}.{headless}.{namespace}.svc:9093` for the first three brokers.
+pub fn quorum_voters(cluster: &Cluster) -> String {
+    let ns = cluster.metadata.namespace.as_deref().unwrap_or("default");
+    (0..cluster.spec.replicas.clamp(1, 3))
+        .map(|i| {
+            format!(
+                "{i}@{}-{i}.{}.{ns}.svc:{INTERNAL_PORT}",
+                cluster.broker_name(),
+                cluster.headless_service_name()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The settings the operator owns, then tiered-storage defaults, then `spec.config`.
 pub fn properties(cluster: &Cluster) -> BTreeMap<String, String> {
     let spec = &cluster.spec;
@@ -46,6 +73,11 @@ pub fn properties(cluster: &Cluster) -> BTreeMap<String, String> {
         "internal.listener".into(),
         format!("0.0.0.0:{INTERNAL_PORT}"),
     );
+    // One cluster: the same id on every broker, and the metadata quorum's voters — the
+    // first three brokers (fewer in smaller clusters). Brokers added later join as
+    // learners; the voter set a cluster formed with stays its quorum.
+    p.insert("cluster.id".into(), cluster_id(cluster));
+    p.insert("controller.quorum.voters".into(), quorum_voters(cluster));
     // Without an object store the broker's built-in default (a directory in the
     // container) would lose "uploaded" data with the pod: tiering is off instead.
     p.insert("remote.log.storage.system.enable".into(), "false".into());
@@ -155,6 +187,28 @@ tieredStorage:
         assert_eq!(
             cm.metadata.owner_references.unwrap()[0].kind,
             "Cluster".to_string()
+        );
+    }
+
+    #[test]
+    fn every_broker_gets_the_cluster_id_and_the_first_three_as_voters() {
+        let c = cluster("replicas: 5");
+        assert_eq!(
+            quorum_voters(&c),
+            "0@demo-broker-0.demo-brokers.streaming.svc:9093,\
+             1@demo-broker-1.demo-brokers.streaming.svc:9093,\
+             2@demo-broker-2.demo-brokers.streaming.svc:9093"
+        );
+        assert_eq!(
+            quorum_voters(&cluster("replicas: 1")).matches('@').count(),
+            1
+        );
+        let text = render(&c);
+        assert!(text.lines().any(|l| l.starts_with("cluster.id=")), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("controller.quorum.voters=0@")),
+            "{text}"
         );
     }
 

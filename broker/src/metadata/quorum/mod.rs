@@ -147,9 +147,11 @@ fn decode<T: DeserializeOwned>(json: &[u8]) -> Result<T, String> {
 }
 
 impl Quorum {
-    /// Opens the local log and state machine and starts Raft. A voter that has never been
-    /// part of the quorum initialises it with the configured voters (every voter does the
-    /// same, which Raft allows); learners join once `run` is started.
+    /// Opens the local log and state machine and starts Raft. The lowest-numbered voter,
+    /// if it has never been part of a quorum, initialises it with the configured voters;
+    /// the others receive that from it. Brokers that are not members (learners, and
+    /// voters added to the configuration after the quorum formed) join once `run` is
+    /// started: a second quorum can never form from a changed voter list.
     pub async fn start(opts: QuorumOptions) -> Result<Arc<Self>, QuorumError> {
         let mut opts = opts;
         if opts.voters.is_empty() {
@@ -194,8 +196,8 @@ impl Quorum {
         )
         .await
         .map_err(|e| QuorumError::Start(e.to_string()))?;
-        let is_voter = opts.voters.iter().any(|(id, _)| *id == opts.node_id);
-        if is_voter && pristine {
+        let first_voter = opts.voters.iter().map(|(id, _)| *id).min() == Some(opts.node_id);
+        if first_voter && pristine {
             let members: BTreeMap<NodeId, BasicNode> = opts
                 .voters
                 .iter()
@@ -231,13 +233,6 @@ impl Quorum {
 
     pub fn node_id(&self) -> i32 {
         self.opts.node_id
-    }
-
-    pub fn is_voter(&self) -> bool {
-        self.opts
-            .voters
-            .iter()
-            .any(|(id, _)| *id == self.opts.node_id)
     }
 
     /// The quorum leader (the controller), if one is known.
@@ -622,7 +617,7 @@ impl Quorum {
     /// broker can then no longer follow the cluster and must restart.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), String> {
         let hb = Duration::from_millis(self.opts.heartbeat_interval_ms);
-        let mut joined = self.is_voter() || self.is_member();
+        let mut joined = self.is_member();
         let mut last_warn: Option<Instant> = None;
         let mut tick = tokio::time::interval(hb.min(Duration::from_millis(500)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
