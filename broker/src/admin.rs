@@ -185,7 +185,13 @@ async fn plan_and_run(
     }
     let sizes = crate::rebalance::partition_sizes(broker).await;
     let md = broker.metadata.current();
-    let plan = crate::rebalance::build_plan(&md, &sizes, exclude);
+    // Planning large clusters takes a while: off the request threads.
+    let exclude_owned = exclude.to_vec();
+    let plan = tokio::task::spawn_blocking(move || {
+        crate::rebalance::build_plan(&md, &sizes, &exclude_owned)
+    })
+    .await
+    .map_err(|e| Status::internal(format!("rebalance planner failed: {e}")))?;
     let executed = !dry_run && !plan.moves.is_empty();
     if !dry_run {
         crate::rebalance::execute(broker, &plan, throttle)

@@ -359,10 +359,16 @@ impl Collector for PartitionCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let partitions = self.replicas.all_partitions();
         let now = crate::broker::now_ms();
-        let mut rows: Vec<(&str, i32, [i64; 12])> = Vec::with_capacity(partitions.len());
+        let mut rows: Vec<(&str, i32, [i64; 15])> = Vec::with_capacity(partitions.len());
         for p in &partitions {
             let (start, end, size, segments) = p.gauges();
             let remote = p.remote_view();
+            let l = p.leadership();
+            let leads = p.is_leader();
+            let target = l
+                .replicas
+                .len()
+                .saturating_sub(l.adding.len().min(l.replicas.len()));
             rows.push((
                 &p.topic,
                 p.index,
@@ -382,10 +388,13 @@ impl Collector for PartitionCollector {
                         .lag_since_ms
                         .map(|since| (now - since).max(0) / 1000)
                         .unwrap_or(0),
+                    i64::from(leads),
+                    l.isr.len() as i64,
+                    i64::from(leads && l.isr.len() < target),
                 ],
             ));
         }
-        let families: [(&str, &str, MetricType); 12] = [
+        let families: [(&str, &str, MetricType); 15] = [
             (
                 "partition_log_end_offset",
                 "Next offset to be written",
@@ -444,6 +453,21 @@ impl Collector for PartitionCollector {
             (
                 "partition_remote_upload_lag_seconds",
                 "How long the oldest sealed, committed segment has waited for upload",
+                MetricType::Gauge,
+            ),
+            (
+                "partition_leader",
+                "1 if this broker leads the partition",
+                MetricType::Gauge,
+            ),
+            (
+                "partition_isr_size",
+                "In-sync replicas of the partition, as last committed",
+                MetricType::Gauge,
+            ),
+            (
+                "partition_under_replicated",
+                "1 if this broker leads the partition and fewer replicas than assigned are in sync (alert on the sum)",
                 MetricType::Gauge,
             ),
         ];

@@ -841,11 +841,12 @@ impl PartitionLog {
                     "could not persist the leader epoch cache");
             }
             self.producers.update(&header, now_ms);
+            // Counted per batch: an error on a later batch must not lose what was written.
+            self.size += header.size() as u64;
+            self.unflushed_messages += header.offset_count();
             bytes += header.size() as u64;
             records += header.offset_count();
         }
-        self.size += bytes;
-        self.unflushed_messages += records;
         Ok(AppendInfo {
             first_offset,
             last_offset: self.log_end_offset() - 1,

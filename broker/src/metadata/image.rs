@@ -362,20 +362,28 @@ impl ClusterMetadata {
 
     fn reassign(&mut self, moves: &[super::reassign::Reassignment]) -> Result<(), MetadataError> {
         for m in moves {
-            let exists = self
+            let state = self
                 .topics
                 .get(&m.topic)
-                .is_some_and(|t| (m.partition as usize) < t.partitions.len() && m.partition >= 0);
-            if !exists {
-                return Err(MetadataError::UnknownPartition {
+                .and_then(|t| t.partitions.get(usize::try_from(m.partition).ok()?))
+                .ok_or_else(|| MetadataError::UnknownPartition {
                     topic: m.topic.clone(),
                     partition: m.partition,
-                });
-            }
-            if let Some(target) = &m.target {
-                super::reassign::check_target(&m.topic, m.partition, target, &|b| {
-                    self.brokers.contains_key(&b)
                 })?;
+            let keeps_isr = match &m.target {
+                Some(target) => {
+                    super::reassign::check_target(&m.topic, m.partition, target, &|b| {
+                        self.brokers.contains_key(&b)
+                    })?;
+                    state.can_reassign_to(target)
+                }
+                None => state.can_cancel(),
+            };
+            if !keeps_isr {
+                return Err(MetadataError::InvalidAssignment(format!(
+                    "{}-{}: the change would leave no in-sync replica (ISR {:?})",
+                    m.topic, m.partition, state.isr
+                )));
             }
         }
         let active: Vec<i32> = self

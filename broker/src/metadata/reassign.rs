@@ -54,7 +54,35 @@ impl PartitionState {
             .unwrap_or(-1)
     }
 
-    /// Starts moving to `target`; a move already in progress is replaced.
+    /// Whether starting a move to `target` keeps an in-sync replica (a replaced move may
+    /// drop the replicas it was adding, which may be the only ones in sync).
+    pub fn can_reassign_to(&self, target: &[i32]) -> bool {
+        let original = self.original_replicas();
+        self.isr
+            .iter()
+            .any(|r| original.contains(r) || target.contains(r))
+    }
+
+    /// Whether cancelling keeps an in-sync replica.
+    pub fn can_cancel(&self) -> bool {
+        let original = self.original_replicas();
+        self.isr.iter().any(|r| original.contains(r))
+    }
+
+    /// Keeps the leader if it is still a replica in sync, else elects one.
+    fn reelect_if_orphaned(&mut self, active: &dyn Fn(i32) -> bool) {
+        if self.leader >= 0
+            && (!self.replicas.contains(&self.leader) || !self.isr.contains(&self.leader))
+        {
+            let replicas = self.replicas.clone();
+            let leader = self.elect_from(&replicas, active);
+            self.leader = leader;
+            self.leader_epoch += 1;
+        }
+    }
+
+    /// Starts moving to `target`; a move already in progress is replaced. Callers check
+    /// [`Self::can_reassign_to`] first.
     pub fn start_reassignment(&mut self, target: &[i32], active: &dyn Fn(i32) -> bool) {
         let original = self.original_replicas();
         let adding: Vec<i32> = target
@@ -75,6 +103,7 @@ impl PartitionState {
         self.replicas = replicas;
         self.adding = adding;
         self.removing = removing;
+        self.reelect_if_orphaned(active);
         self.partition_epoch += 1;
         self.try_complete_reassignment(active);
     }
@@ -218,6 +247,22 @@ mod tests {
         // Not in sync: no election.
         let mut s = p(&[1, 2], &[2], 2);
         assert!(!s.elect_preferred(ALL));
+    }
+
+    #[test]
+    fn replacing_a_move_reelects_a_leader_it_drops() {
+        // Broker 4, added by a move in progress, leads; 1 is being removed.
+        let mut s = p(&[4, 2, 3, 1], &[4], 4);
+        s.adding = vec![4];
+        s.removing = vec![1];
+        // Only 4 is in sync: a new move without it would leave no in-sync replica.
+        assert!(!s.can_reassign_to(&[5, 2, 3]));
+        s.isr = vec![4, 2];
+        assert!(s.can_reassign_to(&[5, 2, 3]));
+        s.start_reassignment(&[5, 2, 3], ALL);
+        assert_eq!(s.isr, vec![2]);
+        assert_eq!((s.leader, s.leader_epoch), (2, 1));
+        assert!(s.replicas.contains(&s.leader));
     }
 
     #[test]

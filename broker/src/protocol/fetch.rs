@@ -51,7 +51,8 @@ fn error_partition(index: i32, code: i16) -> PartitionData {
 
 /// Locates data for every target without reading it; stops adding data once the
 /// request's `max_bytes` is reached (the first partition with data may exceed it: KIP-74).
-fn plan(targets: &[Target], request_max: usize, follower: bool) -> (Vec<Planned>, usize) {
+/// `follower`: the broker id of a replica fetching (-1 for consumers).
+fn plan(targets: &[Target], request_max: usize, follower: i32) -> (Vec<Planned>, usize) {
     let mut total = 0usize;
     let mut planned = targets
         .iter()
@@ -64,8 +65,8 @@ fn plan(targets: &[Target], request_max: usize, follower: bool) -> (Vec<Planned>
             let min_one = total == 0;
             if budget == 0 && !min_one {
                 // Still report offsets, just no data.
-                let r = if follower {
-                    p.read_for_follower(t.fetch_offset, 0, false, t.current_leader_epoch)
+                let r = if follower >= 0 {
+                    p.read_for_follower(follower, t.fetch_offset, 0, false, t.current_leader_epoch)
                 } else {
                     p.read(t.fetch_offset, 0, false, t.current_leader_epoch)
                 };
@@ -77,8 +78,9 @@ fn plan(targets: &[Target], request_max: usize, follower: bool) -> (Vec<Planned>
                     Err(e) => Planned::Error(e.error_code()),
                 };
             }
-            let r = if follower {
+            let r = if follower >= 0 {
                 p.read_for_follower(
+                    follower,
                     t.fetch_offset,
                     budget.max(1),
                     min_one,
@@ -162,16 +164,6 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
         req.replica_id.0
     };
     let follower = replica_id >= 0;
-    if follower {
-        let now = crate::broker::now_ms();
-        for t in &targets {
-            if let Ok(p) = &t.hosted
-                && let Err(e) = p.follower_fetched(replica_id, t.fetch_offset, now)
-            {
-                tracing::debug!(follower = replica_id, error = %e, "follower fetch refused");
-            }
-        }
-    }
     let request_max = (req.max_bytes.max(0) as usize).min(broker.config.fetch_max_bytes);
     let min_bytes = req.min_bytes.max(0) as usize;
     let deadline =
@@ -194,7 +186,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
         for w in &mut watches {
             w.mark_unchanged();
         }
-        let (planned, total) = plan(&targets, request_max, follower);
+        let (planned, total) = plan(&targets, request_max, replica_id.max(-1));
         let has_error = planned
             .iter()
             .any(|p| matches!(p, Planned::Error(_) | Planned::Remote { .. }));

@@ -226,6 +226,11 @@ async fn complete(p: &Pending, acks: i16, timeout: Duration) -> Result<(), i16> 
             Ok(_) => return Err(ResponseError::NotLeaderOrFollower.code()),
             Err(_) => return Err(ResponseError::RequestTimedOut.code()),
         }
+        // The ISR may have shrunk while waiting: then fewer copies than promised exist.
+        let isr = p.partition.leadership().isr.len();
+        if (isr as i32) < p.partition.config().min_insync_replicas {
+            return Err(ResponseError::NotEnoughReplicasAfterAppend.code());
+        }
     }
     Ok(())
 }

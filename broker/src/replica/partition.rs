@@ -164,6 +164,17 @@ struct FollowerState {
     last_caught_up_ms: i64,
 }
 
+/// An ISR change sent to the controller and not answered by new metadata yet.
+#[derive(Debug, Clone)]
+struct PendingIsr {
+    /// Union of every ISR proposed since the last committed change.
+    isr: Vec<i32>,
+    since_ms: i64,
+}
+
+/// A proposal whose outcome is unknown (the quorum timed out) is sent again after this.
+const ISR_CHANGE_RETRY_MS: i64 = 5_000;
+
 /// An ISR change a leader wants to propose to the controller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IsrChange {
@@ -224,7 +235,7 @@ pub struct Partition {
     /// answers. Until then the high watermark counts the union of both ISRs (Kafka's
     /// "maximal ISR"): a joining follower is never behind what is committed once it
     /// is in the ISR, so it can take over leadership without losing acknowledged records.
-    pending_isr: Mutex<Option<Vec<i32>>>,
+    pending_isr: Mutex<Option<PendingIsr>>,
     remote: Mutex<RemoteView>,
     pub metrics: PartitionMetrics,
 }
@@ -302,16 +313,18 @@ impl Partition {
     /// leader epoch at the log end and resets what is known of the followers.
     pub fn set_leadership(&self, l: Leadership) {
         let now = crate::broker::now_ms();
-        let became_leader = {
-            let mut cur = self.leadership.write();
-            let became = l.leader == self.broker_id
-                && (cur.leader != self.broker_id || cur.leader_epoch != l.leader_epoch);
-            if cur.partition_epoch != l.partition_epoch || cur.leader_epoch != l.leader_epoch {
-                *self.pending_isr.lock() = None;
-            }
-            *cur = l.clone();
-            became
-        };
+        // Everything a new leadership resets happens under the write lock, so a high
+        // watermark computed concurrently never mixes it with the previous term's state.
+        let mut cur = self.leadership.write();
+        let became_leader = l.leader == self.broker_id
+            && (cur.leader != self.broker_id || cur.leader_epoch != l.leader_epoch);
+        if cur.partition_epoch != l.partition_epoch || cur.leader_epoch != l.leader_epoch {
+            *self.pending_isr.lock() = None;
+        }
+        if became_leader || l.leader != self.broker_id {
+            self.followers.lock().clear();
+        }
+        *cur = l.clone();
         if became_leader {
             let leo = {
                 let mut log = self.log.lock();
@@ -323,7 +336,6 @@ impl Partition {
             };
             self.leader_epoch_start.store(leo, Ordering::Release);
             let mut f = self.followers.lock();
-            f.clear();
             for r in l.replicas.iter().filter(|r| **r != self.broker_id) {
                 f.insert(
                     *r,
@@ -336,9 +348,11 @@ impl Partition {
                     },
                 );
             }
+            drop(f);
             tracing::info!(topic = %self.topic, partition = self.index, leader_epoch = l.leader_epoch,
                 log_end_offset = leo, high_watermark = self.high_watermark(), isr = ?l.isr, "became leader");
         }
+        drop(cur);
         self.recompute_high_watermark();
         // Wakes acks=all waits, which fail if this broker no longer leads in their epoch.
         self.hw_tx.send_modify(|_| {});
@@ -371,7 +385,7 @@ impl Partition {
         let pending = self.pending_isr.lock();
         let mut members = l.isr.clone();
         if let Some(p) = pending.as_ref() {
-            members.extend(p.iter().filter(|r| !l.isr.contains(r)));
+            members.extend(p.isr.iter().filter(|r| !l.isr.contains(r)));
         }
         {
             let f = self.followers.lock();
@@ -390,8 +404,30 @@ impl Partition {
         }
     }
 
-    /// As follower: the leader's high watermark, bounded by what this replica has.
-    pub fn set_follower_high_watermark(&self, leader_hw: i64) {
+    /// Follower-side changes are made only while this broker follows in `epoch`: a
+    /// fetcher's answer arriving after a leadership change must not touch the log. The
+    /// returned guard is held across the change.
+    fn following(
+        &self,
+        epoch: i32,
+    ) -> Result<parking_lot::RwLockReadGuard<'_, Leadership>, PartitionError> {
+        let l = self.leadership.read();
+        if l.leader == self.broker_id || l.leader_epoch != epoch {
+            return Err(PartitionError::NotLeader {
+                topic: self.topic.clone(),
+                partition: self.index,
+                leader: l.leader,
+            });
+        }
+        Ok(l)
+    }
+
+    /// As follower in `epoch`: the leader's high watermark, bounded by what this replica
+    /// has.
+    pub fn set_follower_high_watermark(&self, leader_hw: i64, epoch: i32) {
+        let Ok(_following) = self.following(epoch) else {
+            return;
+        };
         let hw = leader_hw.min(self.log.lock().log_end_offset());
         if self.high_watermark.swap(hw, Ordering::AcqRel) != hw {
             self.hw_tx.send_replace(hw);
@@ -455,7 +491,12 @@ impl Partition {
         lag_max_ms: i64,
         eligible: impl Fn(i32) -> bool,
     ) -> Option<IsrChange> {
-        if self.pending_isr.lock().is_some() {
+        if self
+            .pending_isr
+            .lock()
+            .as_ref()
+            .is_some_and(|p| now_ms - p.since_ms < ISR_CHANGE_RETRY_MS)
+        {
             return None;
         }
         let l = self.leadership.read().clone();
@@ -502,7 +543,7 @@ impl Partition {
 
     /// Marks `change` as proposed. False (and nothing pending) if a follower it adds fell
     /// below the high watermark meanwhile: once pending, the high watermark waits for it.
-    pub fn begin_isr_change(&self, change: &IsrChange) -> bool {
+    pub fn begin_isr_change(&self, change: &IsrChange, now_ms: i64) -> bool {
         let mut pending = self.pending_isr.lock();
         let hw = self.high_watermark();
         let f = self.followers.lock();
@@ -511,23 +552,39 @@ impl Partition {
             .iter()
             .any(|r| f.get(r).is_none_or(|s| s.leo < hw));
         if !behind {
-            *pending = Some(change.isr.clone());
+            // A proposal whose fate is unknown may still commit: keep counting its members.
+            let mut isr = pending.take().map(|p| p.isr).unwrap_or_default();
+            isr.extend(
+                change
+                    .isr
+                    .iter()
+                    .filter(|r| !isr.contains(r))
+                    .copied()
+                    .collect::<Vec<_>>(),
+            );
+            *pending = Some(PendingIsr {
+                isr,
+                since_ms: now_ms,
+            });
         }
         !behind
     }
 
-    /// The proposed ISR change was refused.
+    /// The controller refused the proposed ISR change (stale epochs, invalid ISR): it
+    /// will never commit.
     pub fn abort_isr_change(&self) {
         *self.pending_isr.lock() = None;
         self.recompute_high_watermark();
     }
 
-    /// As follower: appends what the leader sent.
+    /// As follower in `epoch`: appends what the leader sent.
     pub fn append_as_follower(
         &self,
         data: &[u8],
         now_ms: i64,
+        epoch: i32,
     ) -> Result<AppendInfo, PartitionError> {
+        let _following = self.following(epoch)?;
         let (info, leo) = {
             let mut log = self.log.lock();
             let info = log.append_replicated(data, now_ms)?;
@@ -542,8 +599,9 @@ impl Partition {
         Ok(info)
     }
 
-    /// As follower: drops everything from `offset` on (a diverged tail).
-    pub fn truncate_to(&self, offset: i64) -> Result<u64, PartitionError> {
+    /// As follower in `epoch`: drops everything from `offset` on (a diverged tail).
+    pub fn truncate_to(&self, offset: i64, epoch: i32) -> Result<u64, PartitionError> {
+        let _following = self.following(epoch)?;
         let mut log = self.log.lock();
         let before = log.log_end_offset();
         let removed = log.truncate_to(offset)?;
@@ -561,9 +619,10 @@ impl Partition {
         Ok(removed)
     }
 
-    /// As follower: starts the log over at `offset` (the leader no longer has what this
-    /// replica would need next, or it is in the remote tier).
-    pub fn restart_log_at(&self, offset: i64) -> Result<(), PartitionError> {
+    /// As follower in `epoch`: starts the log over at `offset` (the leader no longer has
+    /// what this replica would need next, or it is in the remote tier).
+    pub fn restart_log_at(&self, offset: i64, epoch: i32) -> Result<(), PartitionError> {
+        let _following = self.following(epoch)?;
         let mut log = self.log.lock();
         tracing::info!(topic = %self.topic, partition = self.index, from = log.log_end_offset(),
             to = offset, "starting the local log over at the leader's start");
@@ -590,14 +649,18 @@ impl Partition {
     }
 
     /// Reads for a follower: everything up to the log end, not just the committed part.
+    /// `follower`'s progress counts only once the leader epoch it follows is checked (a
+    /// follower of an older epoch may hold a different tail).
     pub fn read_for_follower(
         &self,
+        follower: i32,
         offset: i64,
         max_bytes: usize,
         min_one_batch: bool,
         current_leader_epoch: i32,
     ) -> Result<ReadResult, PartitionError> {
         self.check_leader(current_leader_epoch)?;
+        self.follower_fetched(follower, offset, crate::broker::now_ms())?;
         let hw = self.high_watermark();
         let log = self.log.lock();
         let offsets = self.offsets_of(&log, hw);

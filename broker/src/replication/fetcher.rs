@@ -366,24 +366,33 @@ async fn truncate_round(
             }
             let p = &s.partition;
             let leo = p.log_end_offset();
-            let target = if r.end_offset < 0 {
+            // Kafka's rule (KIP-101/279): the leader answers with the end of the largest
+            // epoch it has at or below ours. If that is ours, or we have that epoch too,
+            // the logs agree up to the smaller end. If we do not have it, cut back to the
+            // end of our largest epoch below it and ask again.
+            let (target, again) = if r.end_offset < 0 {
                 // The leader knows no epoch this old: keep only what was committed.
-                p.high_watermark()
+                (p.high_watermark(), false)
             } else if r.leader_epoch == *mine {
-                r.end_offset
+                (r.end_offset, false)
             } else {
-                // The leader's log diverged earlier: end of that epoch on both sides.
-                r.end_offset
-                    .min(p.local_end_offset_for_epoch(r.leader_epoch).1.max(0))
+                let (local_epoch, local_end) = p.local_end_offset_for_epoch(r.leader_epoch);
+                if local_epoch == r.leader_epoch {
+                    (r.end_offset.min(local_end), false)
+                } else {
+                    (local_end.max(0).min(r.end_offset), true)
+                }
             };
             if target < leo
-                && let Err(e) = p.truncate_to(target)
+                && let Err(e) = p.truncate_to(target, s.leader_epoch)
             {
-                tracing::error!(topic = %key.0, partition = key.1, error = %e, "truncation failed");
+                tracing::warn!(topic = %key.0, partition = key.1, error = %e, "truncation not done");
                 delay(shared, key, s.leader_epoch, Duration::from_secs(1));
                 continue;
             }
-            update(shared, key, s.leader_epoch, |s| s.truncate = false);
+            if !again {
+                update(shared, key, s.leader_epoch, |s| s.truncate = false);
+            }
         }
     }
     Ok(())
@@ -488,11 +497,13 @@ async fn fetch_round(
                     if let Some(records) = &r.records
                         && !records.is_empty()
                         && offsets.get(&key) == Some(&p.log_end_offset())
-                        && let Err(e) = p.append_as_follower(records, now).inspect(|info| {
-                            if throttled(s) {
-                                shared.throttle.lock().tokens -= info.bytes as f64;
-                            }
-                        })
+                        && let Err(e) =
+                            p.append_as_follower(records, now, s.leader_epoch)
+                                .inspect(|info| {
+                                    if throttled(s) {
+                                        shared.throttle.lock().tokens -= info.bytes as f64;
+                                    }
+                                })
                     {
                         tracing::error!(topic = %key.0, partition = key.1, error = %e,
                             "cannot append replicated data; truncating to the leader and retrying");
@@ -502,7 +513,7 @@ async fn fetch_round(
                         });
                         continue;
                     }
-                    p.set_follower_high_watermark(r.high_watermark);
+                    p.set_follower_high_watermark(r.high_watermark, s.leader_epoch);
                 }
                 Some(
                     ResponseError::OffsetOutOfRange | ResponseError::OffsetMovedToTieredStorage,
@@ -588,7 +599,7 @@ async fn restart_behind(
             }
             let p = &s.partition;
             if p.log_end_offset() < r.offset {
-                if let Err(e) = p.restart_log_at(r.offset) {
+                if let Err(e) = p.restart_log_at(r.offset, s.leader_epoch) {
                     tracing::error!(topic = %key.0, partition = key.1, error = %e,
                         "cannot restart the local log at the leader's start");
                     delay(shared, key, s.leader_epoch, Duration::from_secs(1));

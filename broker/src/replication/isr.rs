@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::broker::{Broker, now_ms};
-use crate::metadata::MetadataCommand;
+use crate::metadata::{MetadataCommand, MetadataError};
 
 const INTERVAL: Duration = Duration::from_millis(200);
 
@@ -25,7 +25,7 @@ pub async fn run(broker: Arc<Broker>) {
             let Some(change) = p.desired_isr(now, lag_max, |r| md.is_active(r)) else {
                 continue;
             };
-            if !p.begin_isr_change(&change) {
+            if !p.begin_isr_change(&change, now) {
                 continue;
             }
             let broker = broker.clone();
@@ -52,7 +52,11 @@ pub async fn run(broker: Arc<Broker>) {
                     Err(e) => {
                         tracing::info!(topic = %p.topic, partition = p.index, error = %e,
                             "ISR change not accepted (leadership may have moved)");
-                        p.abort_isr_change();
+                        // Only a refusal is final; after a timeout the change may still
+                        // commit, and it is proposed again later.
+                        if !matches!(e, MetadataError::Unavailable(_) | MetadataError::Closed) {
+                            p.abort_isr_change();
+                        }
                     }
                 }
             });

@@ -100,8 +100,25 @@ impl LogStore {
         };
         let mut clean = true;
         let purged_index = data.last_purged.map(|l| l.index);
-        for line in raw.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let lines: Vec<&[u8]> = raw
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        for (i, line) in lines.iter().enumerate() {
             let Ok(entry) = serde_json::from_slice::<Entry>(line) else {
+                // Only the last line can be a write cut by a crash (never acknowledged);
+                // damage before it would drop entries that may be committed.
+                if i + 1 < lines.len() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "{} is corrupt at entry {} of {}; restore it or remove this broker's metadata directory to copy it from the quorum",
+                            path.display(),
+                            i + 1,
+                            lines.len()
+                        ),
+                    ));
+                }
                 tracing::warn!(path = %path.display(), "metadata log ends with a torn entry; cutting it off");
                 clean = false;
                 break;
