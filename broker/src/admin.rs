@@ -18,6 +18,7 @@ use sluice_api::admin::{
     CancelRebalanceRequest, DrainBrokerRequest, GetRebalanceProgressRequest,
     ListPartitionSizesRequest, MovingPartition, PartitionMove, PartitionRef, PartitionSize,
     PartitionSizes, QuorumStatus, RebalancePlan, RebalanceProgress, RebalanceRequest,
+    SetQuorumVotersRequest,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -528,6 +529,44 @@ impl Admin for AdminService {
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         Ok(Response::new(progress(&broker.metadata.current())))
+    }
+
+    async fn set_quorum_voters(
+        &self,
+        req: Request<SetQuorumVotersRequest>,
+    ) -> Result<Response<QuorumStatus>, Status> {
+        let broker = self.broker()?;
+        let quorum = broker
+            .quorum
+            .as_ref()
+            .ok_or_else(|| Status::unavailable("no metadata quorum"))?;
+        let voters = req.into_inner().voters;
+        if quorum.is_leader() {
+            quorum
+                .set_voters(&voters)
+                .await
+                .map_err(|e| Status::failed_precondition(format!("INVALID_REQUEST: {e}")))?;
+        } else {
+            let addr = quorum.leader_internal_addr().ok_or_else(|| {
+                Status::unavailable("NOT_CONTROLLER: no metadata quorum leader is known")
+            })?;
+            let mut leader =
+                sluice_api::admin::admin_client::AdminClient::connect(format!("http://{addr}"))
+                    .await
+                    .map_err(|e| {
+                        Status::unavailable(format!("cannot reach the quorum leader: {e}"))
+                    })?;
+            leader
+                .set_quorum_voters(SetQuorumVotersRequest { voters })
+                .await?;
+        }
+        let (leader, voters, learners, applied) = quorum.status();
+        Ok(Response::new(QuorumStatus {
+            leader_id: leader.unwrap_or(-1),
+            voters,
+            learners,
+            applied_index: applied,
+        }))
     }
 
     async fn list_partition_sizes(

@@ -8,6 +8,7 @@ use sluice_api::admin::admin_client::AdminClient;
 use sluice_api::admin::{
     CancelRebalanceRequest, DrainBrokerRequest, GetClusterStatusRequest,
     GetRebalanceProgressRequest, RebalancePlan, RebalanceProgress, RebalanceRequest,
+    SetQuorumVotersRequest,
 };
 
 #[derive(Debug, Subcommand)]
@@ -37,6 +38,11 @@ pub enum AdminCommand {
     Progress,
     /// Cancel every reassignment in progress.
     Cancel,
+    /// Replace the metadata quorum's voters, e.g. `voters 0,1,3`.
+    Voters {
+        #[arg(value_delimiter = ',', required = true)]
+        ids: Vec<i32>,
+    },
 }
 
 fn plan_json(p: RebalancePlan) -> Value {
@@ -140,6 +146,13 @@ pub async fn run(server: &str, cmd: AdminCommand) -> anyhow::Result<()> {
                 .await?
                 .into_inner(),
         ),
+        AdminCommand::Voters { ids } => {
+            let q = c
+                .set_quorum_voters(SetQuorumVotersRequest { voters: ids })
+                .await?
+                .into_inner();
+            json!({"leader": q.leader_id, "voters": q.voters, "learners": q.learners})
+        }
         AdminCommand::Cancel => progress_json(
             c.cancel_rebalance(CancelRebalanceRequest {})
                 .await?

@@ -10,6 +10,7 @@ others) are not covered here.
 
 import random
 import shutil
+import subprocess
 import threading
 import time
 
@@ -17,6 +18,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from conftest import BINARY
 from kafkautil import wait_for
 
 
@@ -312,3 +314,38 @@ def test_learner_broker_joins_and_hosts_replicas(cluster_factory):
     assert p.flush(30) == 0
     log = read_all(b3.bootstrap, "wide", 3, 25)
     assert len(log) == 25
+
+
+def test_quorum_voters_can_be_replaced(cluster_factory):
+    from test_rebalance import sluice_admin
+
+    c = cluster_factory(3)
+    c.add_broker()
+    status = sluice_admin(c, "status")
+    assert sorted(status["quorum"]["voters"]) == [0, 1, 2]
+    # Broker 3 votes instead of broker 2 (asked through a non-leader: forwarded).
+    leader = status["quorum"]["leader"]
+    via = next(b for b in (0, 1, 3) if b != leader)
+    out = sluice_admin(c, "voters", "0,1,3", broker=via)
+    assert sorted(out["voters"]) == [0, 1, 3] and 2 in out["learners"]
+    # Broker 2 no longer votes: with 2 and 0 gone, voters 1 and 3 are still a majority of
+    # {0, 1, 3}, elect a controller and take changes.
+    c.brokers[2].kill()
+    c.brokers[0].kill()
+    rest = ",".join(b.bootstrap for b in c.alive())
+
+    def topic_created():
+        try:
+            a = AdminClient({"bootstrap.servers": rest})
+            a.create_topics([NewTopic("after", 1, 2)], operation_timeout=10,
+                            request_timeout=10)["after"].result(15)
+            return True
+        except Exception:
+            return False
+
+    assert wait_for(topic_created, 30, interval=1)
+    bad = subprocess.run(
+        [str(BINARY), "admin", "--server", f"{c.brokers[1].host}:{c.internal[1]}", "voters", "1,9"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert bad.returncode != 0 and "not a member" in bad.stderr, bad.stderr

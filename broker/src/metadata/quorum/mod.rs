@@ -275,6 +275,38 @@ impl Quorum {
         )
     }
 
+    /// The leader's internal address (for forwarding admin calls to it).
+    pub fn leader_internal_addr(&self) -> Option<String> {
+        self.leader_addr()
+    }
+
+    /// On the leader: replaces the voters (joint consensus; removed voters stay
+    /// learners). Every new voter must already be a member.
+    pub async fn set_voters(&self, voters: &[i32]) -> Result<(), String> {
+        if voters.is_empty() || voters.iter().any(|v| *v < 0) {
+            return Err("the voter set must name at least one broker id".into());
+        }
+        let members: Vec<i32> = self.member_addrs().into_iter().map(|(id, _)| id).collect();
+        if let Some(v) = voters.iter().find(|v| !members.contains(v)) {
+            return Err(format!(
+                "broker {v} is not a member of the metadata quorum (is it running?)"
+            ));
+        }
+        let set: std::collections::BTreeSet<NodeId> = voters.iter().map(|v| *v as NodeId).collect();
+        tracing::info!(voters = ?set, "changing the metadata quorum's voters");
+        match tokio::time::timeout(
+            SUBMIT_TIMEOUT,
+            self.raft
+                .change_membership(openraft::ChangeMembers::ReplaceAllVoters(set), true),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the voter change did not commit in time".into()),
+        }
+    }
+
     /// `(broker id, internal address)` of every quorum member (all brokers).
     pub fn member_addrs(&self) -> Vec<(i32, String)> {
         let m = self.raft.metrics();
