@@ -88,6 +88,11 @@ impl Broker {
             .unwrap_or(self.node_id)
     }
 
+    /// Cut off from the controller for a session timeout (see `Quorum::out_of_contact`).
+    pub fn out_of_contact(&self) -> bool {
+        self.quorum.as_ref().is_some_and(|q| q.out_of_contact())
+    }
+
     /// Ready once listeners are bound and this broker is registered; false again while
     /// shutting down.
     pub fn is_ready(&self) -> bool {

@@ -22,9 +22,12 @@ BINARY = Path(os.environ.get("SLUICE_BROKER_BIN", REPO / "target" / "debug" / "s
 class Broker:
     """A sluice-broker process with its own data directory."""
 
-    def __init__(self, workdir: Path, overrides=None, host="127.0.0.1", port=None, http_port=None):
+    def __init__(self, workdir: Path, overrides=None, host="127.0.0.1", port=None, http_port=None,
+                 prefix=None):
         self.workdir = workdir
         self.host = host
+        # Command prefix, e.g. `ip netns exec NS` (which execs: the PID stays the broker's).
+        self.prefix = list(prefix or [])
         self.data_dir = workdir / "data"
         # Tiered storage goes to a directory of this broker's own unless a test says
         # otherwise (the built-in default is relative to the working directory).
@@ -66,7 +69,8 @@ class Broker:
         self._log.write(f"\n===== start #{self.starts}: {' '.join(args)}\n".encode())
         self._log.flush()
         env = dict(os.environ, SLUICE_LOG_FORMAT="text", NO_COLOR="1")
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(self.prefix + args, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=env)
         return self
 
     def wait_ready(self, timeout: float = 30.0):
@@ -171,11 +175,103 @@ def free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
+def _ip(*args, check=True):
+    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, check=check)
+
+
+class Netns:
+    """One network namespace per broker, joined by a bridge in this (the test's)
+    namespace: brokers talk over real links the test can cut. `isolate(i)` takes broker
+    i's link down (cut off from everyone, still running); `cut(i, j)` drops traffic
+    between two brokers only (blackhole routes inside their namespaces)."""
+
+    made = 0
+
+    def __init__(self, size: int):
+        # Unique per instance: a namespace or link of an earlier test may still be going away.
+        Netns.made += 1
+        n = (os.getpid() + Netns.made) % 200 + 20
+        self.tag = f"s{os.getpid() % 10000}x{Netns.made % 100}"
+        self.prefix = f"10.{n}.77"
+        self.bridge = f"{self.tag}b"
+        self.size = size
+        self.created = []
+        try:
+            _ip("link", "add", self.bridge, "type", "bridge")
+            self.created.append(("link", self.bridge))
+            _ip("addr", "add", f"{self.prefix}.1/24", "dev", self.bridge)
+            _ip("link", "set", self.bridge, "up")
+            for i in range(size):
+                self.add(i)
+        except Exception:
+            self.close()
+            raise
+
+    def ns(self, i):
+        return f"{self.tag}n{i}"
+
+    def host(self, i):
+        return f"{self.prefix}.{i + 2}"
+
+    def add(self, i):
+        ns, outer, inner = self.ns(i), f"{self.tag}h{i}", f"{self.tag}v{i}"
+        _ip("netns", "add", ns)
+        self.created.append(("netns", ns))
+        _ip("link", "add", outer, "type", "veth", "peer", "name", inner)
+        self.created.append(("link", outer))
+        _ip("link", "set", inner, "netns", ns)
+        _ip("link", "set", outer, "master", self.bridge)
+        _ip("link", "set", outer, "up")
+        _ip("-n", ns, "addr", "add", f"{self.host(i)}/24", "dev", inner)
+        _ip("-n", ns, "link", "set", inner, "up")
+        _ip("-n", ns, "link", "set", "lo", "up")
+
+    def isolate(self, i):
+        _ip("link", "set", f"{self.tag}h{i}", "down")
+
+    def heal(self, i):
+        _ip("link", "set", f"{self.tag}h{i}", "up")
+
+    def cut(self, i, j):
+        """Drops every packet between i and j (a blackhole route in each namespace)."""
+        for a, b in ((i, j), (j, i)):
+            _ip("-n", self.ns(a), "route", "add", "blackhole", f"{self.host(b)}/32")
+
+    def uncut(self, i, j):
+        for a, b in ((i, j), (j, i)):
+            _ip("-n", self.ns(a), "route", "del", "blackhole", f"{self.host(b)}/32", check=False)
+
+    def close(self):
+        for kind, name in reversed(self.created):
+            if kind == "netns":
+                _ip("netns", "del", name, check=False)
+            else:
+                _ip("link", "del", name, check=False)
+
+
+def netns_unavailable():
+    """Why network namespaces cannot be used here, or None."""
+    try:
+        r = subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=10)
+        if r.returncode != 0:
+            return "unshare -n failed: " + r.stderr.decode(errors="replace").strip()
+        probe = f"slp{os.getpid() % 100000}"
+        r = subprocess.run(["ip", "link", "add", probe, "type", "bridge"], capture_output=True, timeout=10)
+        if r.returncode != 0:
+            return "cannot create a bridge: " + r.stderr.decode(errors="replace").strip()
+        subprocess.run(["ip", "link", "del", probe], capture_output=True, timeout=10)
+        return None
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return str(e)
+
+
 class Cluster:
     """Brokers on 127.0.0.2, .3, ... forming one cluster: the first `voters` of them vote in
-    the metadata quorum. Ports are picked up front so restarted brokers keep them."""
+    the metadata quorum. Ports are picked up front so restarted brokers keep them. With
+    `netns`, each broker runs in its own network namespace instead (fixed ports)."""
 
-    def __init__(self, tmp_path: Path, size: int, overrides=None, voters=3):
+    def __init__(self, tmp_path: Path, size: int, overrides=None, voters=3, netns=None):
+        self.netns = netns
         self.tmp_path = tmp_path
         self.overrides = overrides or {}
         self.brokers = []
@@ -190,8 +286,12 @@ class Cluster:
             b.overrides["controller.quorum.voters"] = self.voters
 
     def _new_broker(self, i: int):
-        host = f"127.0.0.{i + 2}"
-        internal = free_port(host)
+        if self.netns is not None:
+            host = self.netns.host(i)
+            internal, kafka, http, prefix = 9093, 9092, 9644, ["ip", "netns", "exec", self.netns.ns(i)]
+        else:
+            host = f"127.0.0.{i + 2}"
+            internal, kafka, http, prefix = free_port(host), free_port(host), free_port(host), None
         workdir = self.tmp_path / f"broker{i}"
         workdir.mkdir(parents=True, exist_ok=True)
         overrides = {
@@ -208,13 +308,15 @@ class Cluster:
             "default.replication.factor": "3",
             **self.overrides,
         }
-        b = Broker(workdir, overrides, host=host, port=free_port(host), http_port=free_port(host))
+        b = Broker(workdir, overrides, host=host, port=kafka, http_port=http, prefix=prefix)
         self.brokers.append(b)
         self.internal.append(internal)
         return b
 
     def add_broker(self, timeout: float = 30.0):
         """A broker outside the voters: it joins the quorum as a learner."""
+        if self.netns is not None:
+            self.netns.add(len(self.brokers))
         b = self._new_broker(len(self.brokers))
         b.overrides["controller.quorum.voters"] = self.voters
         return b.start(timeout)
@@ -245,14 +347,22 @@ def cluster_factory(tmp_path):
     """Starts clusters on demand; every broker is stopped (by PID) at teardown."""
     made = []
 
-    def make(size=3, overrides=None, voters=3):
-        c = Cluster(tmp_path / f"cluster{len(made)}", size, overrides, voters)
+    nets = []
+
+    def make(size=3, overrides=None, voters=3, netns=False):
+        net = None
+        if netns:
+            net = Netns(size)
+            nets.append(net)
+        c = Cluster(tmp_path / f"cluster{len(made)}", size, overrides, voters, net)
         made.append(c)
         return c.start()
 
     yield make
     for c in made:
         c.stop_all()
+    for n in nets:
+        n.close()
 
 
 @pytest.fixture

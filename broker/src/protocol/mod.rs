@@ -120,6 +120,14 @@ pub async fn handle_frame(
         broker.metrics.connection_error("unknown_api");
         return Outcome::Close(format!("unknown API key {raw_key}"));
     };
+    if api != ApiKey::ApiVersions && broker.out_of_contact() {
+        // Its metadata may be stale and it may no longer lead anything: clients go to
+        // the other brokers until it is back in contact with the controller.
+        broker.metrics.connection_error("out_of_contact");
+        return Outcome::Close(
+            "this broker lost contact with the controller; use the other brokers".into(),
+        );
+    }
     let Some((min, max)) = versions::supported_range(api) else {
         broker.metrics.connection_error("unsupported_api");
         return Outcome::Close(format!("API {api:?} is not supported by this broker"));

@@ -114,7 +114,17 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> (ProduceRespon
                     continue;
                 }
             };
-            match partition.append(&prepared, acks, now) {
+            let appended = if broker.out_of_contact() {
+                // Possibly no longer the leader: clients refresh metadata elsewhere.
+                Err(PartitionError::NotLeader {
+                    topic: partition.topic.clone(),
+                    partition: partition.index,
+                    leader: -1,
+                })
+            } else {
+                partition.append(&prepared, acks, now)
+            };
+            match appended {
                 Ok(outcome) => {
                     let log_append_time = match config.timestamp_type {
                         TimestampType::LogAppendTime => now,

@@ -132,6 +132,8 @@ pub struct Quorum {
     leaving: AtomicBool,
     /// Wakes the heartbeat loop early (readiness changed).
     beat_now: tokio::sync::Notify,
+    /// Last heartbeat the controller answered.
+    last_heartbeat_ok: Mutex<Instant>,
 }
 
 impl std::fmt::Debug for Quorum {
@@ -220,6 +222,7 @@ impl Quorum {
             ready: AtomicBool::new(false),
             leaving: AtomicBool::new(false),
             beat_now: tokio::sync::Notify::new(),
+            last_heartbeat_ok: Mutex::new(Instant::now()),
         }))
     }
 
@@ -323,6 +326,16 @@ impl Quorum {
         self.beat_now.notify_one();
     }
 
+    /// No heartbeat reached the controller for a session timeout: the controller has
+    /// fenced this broker (or will), and its metadata may be stale. It then stops acting
+    /// as a leader (produce and Metadata), so clients find the real leaders elsewhere
+    /// instead of waiting on a leader nobody follows.
+    pub fn out_of_contact(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+            && self.last_heartbeat_ok.lock().elapsed()
+                > Duration::from_millis(self.opts.session_timeout_ms)
+    }
+
     /// Waits until the committed metadata shows this broker unfenced; returns the offset
     /// of that image, `None` on timeout.
     pub async fn wait_unfenced(&self, timeout: Duration) -> Option<u64> {
@@ -375,7 +388,12 @@ impl Quorum {
     ) -> Result<Vec<u8>, String> {
         let mut client = self.client(addr)?;
         let mut req = tonic::Request::new(body);
-        req.set_timeout(COMMIT_TIMEOUT + Duration::from_secs(1));
+        // A heartbeat that takes a session timeout has failed anyway.
+        req.set_timeout(if method == "heartbeat" {
+            Duration::from_millis(self.opts.session_timeout_ms)
+        } else {
+            COMMIT_TIMEOUT + Duration::from_secs(1)
+        });
         let reply = match method {
             "submit" => client.submit(req).await,
             "join" => client.join(req).await,
@@ -551,14 +569,30 @@ impl Quorum {
         };
         if self.is_leader() {
             self.handle_heartbeat(req).await;
-            return Ok(());
+            // A leader cut off from its voters is not really in charge any more.
+            let (alone, acked) = {
+                let m = self.raft.metrics();
+                let m = m.borrow();
+                (
+                    m.membership_config.membership().voter_ids().count() <= 1,
+                    m.millis_since_quorum_ack,
+                )
+            };
+            if alone || acked.is_some_and(|ms| ms < self.opts.session_timeout_ms) {
+                *self.last_heartbeat_ok.lock() = Instant::now();
+                return Ok(());
+            }
+            return Err("this controller has not heard from a majority of voters".into());
         }
         let addr = self
             .leader_addr()
             .ok_or_else(|| "no metadata quorum leader is known".to_string())?;
         let body = payload(&self.opts.cluster_id, &req).map_err(|e| e.to_string())?;
         match decode(&self.call(&addr, "heartbeat", body).await?)? {
-            HeartbeatReply::Ok => Ok(()),
+            HeartbeatReply::Ok => {
+                *self.last_heartbeat_ok.lock() = Instant::now();
+                Ok(())
+            }
             HeartbeatReply::NotLeader { .. } => Err(format!("{addr} is not the controller")),
         }
     }
@@ -655,6 +689,7 @@ impl Quorum {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_beat: Option<Instant> = None;
         let mut known_leader: Option<Option<i32>> = None;
+        let mut was_cut_off = false;
         loop {
             let woken = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
@@ -663,6 +698,18 @@ impl Quorum {
             };
             if let Err(e) = &self.raft.metrics().borrow().running_state {
                 return Err(format!("the metadata quorum (Raft) stopped: {e}"));
+            }
+            let cut_off = self.out_of_contact();
+            if cut_off != was_cut_off {
+                if cut_off {
+                    tracing::warn!(
+                        session_timeout_ms = self.opts.session_timeout_ms,
+                        "no heartbeat reached the controller for a session timeout; refusing writes as leader until it does"
+                    );
+                } else {
+                    tracing::info!("in contact with the controller again");
+                }
+                was_cut_off = cut_off;
             }
             let leader = self.leader();
             if known_leader != Some(leader) {
