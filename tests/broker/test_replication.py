@@ -357,3 +357,25 @@ def test_quorum_voters_can_be_replaced(cluster_factory):
         capture_output=True, text=True, timeout=60,
     )
     assert bad.returncode != 0 and "not a member" in bad.stderr, bad.stderr
+
+
+def test_metadata_snapshots_serve_late_learners_and_restarts(cluster_factory):
+    # A snapshot every 5 metadata entries, and only 5 kept after it: a broker joining
+    # later can only catch up from a snapshot.
+    c = cluster_factory(3, overrides={"metadata.log.snapshot.interval.entries": "5"})
+    for i in range(8):
+        create(c, f"s{i}", partitions=1, rf=2)
+    assert wait_for(lambda: all((b.data_dir / "__sluice_metadata" / "snapshot.json").exists()
+                                for b in c.brokers), 30)
+    b3 = c.add_broker()
+    md = admin(b3.bootstrap).list_topics(timeout=10)
+    assert all(f"s{i}" in md.topics for i in range(8)) and 3 in md.brokers
+    a = admin(c)
+    a.create_topics([NewTopic("late", 4, 4)], operation_timeout=30, request_timeout=30)["late"].result(30)
+    assert wait_for(lambda: in_sync(c, "late", replicas=4), 30)
+    # A voter restarts from its snapshot plus the log after it.
+    c.brokers[1].stop()
+    c.brokers[1].start()
+    md = admin(c.brokers[1].bootstrap).list_topics(timeout=10)
+    assert "late" in md.topics and all(f"s{i}" in md.topics for i in range(8))
+    assert wait_for(lambda: in_sync(c, "late", replicas=4), 30)

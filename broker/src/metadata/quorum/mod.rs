@@ -182,7 +182,9 @@ impl Quorum {
             heartbeat_interval: (election / 5).max(10),
             install_snapshot_timeout: 10_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(opts.snapshot_interval_entries),
-            max_in_snapshot_log_to_keep: 100,
+            // Entries kept after a snapshot for followers slightly behind; anyone further
+            // behind gets the snapshot.
+            max_in_snapshot_log_to_keep: opts.snapshot_interval_entries.min(100),
             ..Default::default()
         }
         .validate()
