@@ -10,25 +10,11 @@ import pytest
 
 from conftest import netns_unavailable
 from kafkautil import wait_for
-from test_replication import (Reader, Writer, create, in_sync, leader_of, partitions_of,
-                              read_all)
+from test_replication import (Reader, Writer, check_acknowledged, create, in_sync, leader_of,
+                              partitions_of)
 
 WHY = netns_unavailable()
 pytestmark = pytest.mark.skipif(WHY is not None, reason=f"network namespaces unavailable: {WHY}")
-
-
-def check_nothing_lost(c, w, topic, partitions):
-    for p in range(partitions):
-        acked = sorted((o, v) for q, o, v in w.acked if q == p)
-        assert acked, f"nothing acknowledged on partition {p}"
-        log = read_all(c.bootstrap, topic, p, acked[-1][0] + 1)
-        stored = dict(log)
-        missing = [(o, v) for o, v in acked if stored.get(o) != v]
-        assert not missing, f"partition {p}: {len(missing)} acknowledged records lost, e.g. {missing[:3]}"
-        values = [v for _, v in log]
-        assert len(values) == len(set(values)), f"partition {p} holds duplicates"
-        seqs = [int(v) for v in values]
-        assert seqs == sorted(seqs), f"partition {p} is out of order"
 
 
 def test_isolated_leader_keeps_running_but_loses_nothing(cluster_factory):
@@ -58,7 +44,7 @@ def test_isolated_leader_keeps_running_but_loses_nothing(cluster_factory):
         w.stop()
         r.stop()
     assert r.received > 0
-    check_nothing_lost(c, w, "t", 3)
+    check_acknowledged(c, w, "t", 3)
 
 
 def test_leader_cut_off_from_one_follower(cluster_factory):
@@ -81,4 +67,4 @@ def test_leader_cut_off_from_one_follower(cluster_factory):
         assert wait_for(lambda: in_sync(c, "t"), 60), partitions_of(c, "t")
     finally:
         w.stop()
-    check_nothing_lost(c, w, "t", 1)
+    check_acknowledged(c, w, "t", 1)

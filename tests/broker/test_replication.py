@@ -158,6 +158,26 @@ def read_all(bootstrap, topic, partition, end, timeout=60):
         c.close()
 
 
+def check_acknowledged(c, w, topic, partitions):
+    """Every record `w` had acknowledged is in `topic` where its acknowledgement said,
+    exactly once (the idempotent producer's retries left no duplicates), and every
+    partition holds the producer's records in the order it sent them."""
+    by_partition = {}
+    for p, o, v in w.acked:
+        by_partition.setdefault(p, []).append((o, v))
+    assert len(by_partition) == partitions, sorted(by_partition)
+    for p, acked in by_partition.items():
+        acked.sort()
+        log = read_all(c.bootstrap, topic, p, acked[-1][0] + 1)
+        stored = dict(log)
+        missing = [(o, v) for o, v in acked if stored.get(o) != v]
+        assert not missing, f"partition {p}: {len(missing)} acknowledged records lost, e.g. {missing[:3]}"
+        values = [v for _, v in log]
+        assert len(values) == len(set(values)), f"partition {p} holds duplicates"
+        seqs = [int(v) for v in values]
+        assert seqs == sorted(seqs), f"partition {p} is out of order"
+
+
 def progress(writer, amount, timeout):
     """Waits until the writer got `amount` more acknowledgements."""
     start = len(writer.acked)
@@ -198,23 +218,7 @@ def test_no_acknowledged_record_is_lost_across_failures(cluster_factory, seed):
         r.stop()
     assert r.received > 0
     assert wait_for(lambda: in_sync(c, "orders"), 60), partitions_of(c, "orders")
-    by_partition = {}
-    for p, o, v in w.acked:
-        by_partition.setdefault(p, []).append((o, v))
-    assert len(by_partition) == 3
-    for p, acked in by_partition.items():
-        acked.sort()
-        log = read_all(c.bootstrap, "orders", p, acked[-1][0] + 1)
-        stored = dict(log)
-        # Every acknowledged record is where its acknowledgement said...
-        missing = [(o, v) for o, v in acked if stored.get(o) != v]
-        assert not missing, f"partition {p}: {len(missing)} acknowledged records lost, e.g. {missing[:3]}"
-        # ...exactly once (the idempotent producer's retries left no duplicates)...
-        values = [v for _, v in log]
-        assert len(values) == len(set(values)), f"partition {p} holds duplicates"
-        # ...and in the order the producer sent them.
-        seqs = [int(v) for v in values]
-        assert seqs == sorted(seqs), f"partition {p} is out of order"
+    check_acknowledged(c, w, "orders", 3)
 
 
 def test_restarted_and_wiped_brokers_catch_up(cluster_factory):

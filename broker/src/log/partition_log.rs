@@ -672,14 +672,7 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Appends validated batches, assigning offsets from the log end and stamping the
-    /// leader epoch. All or nothing per batch: a failed write leaves no partial batch.
-    pub fn append(
-        &mut self,
-        batches: &[ValidBatch<'_>],
-        leader_epoch: i32,
-        now_ms: i64,
-    ) -> Result<AppendInfo, LogError> {
+    fn check_writable(&self) -> Result<(), LogError> {
         if self.closed {
             return Err(LogError::Closed {
                 topic: self.topic.clone(),
@@ -692,6 +685,56 @@ impl PartitionLog {
                 partition: self.partition,
             });
         }
+        Ok(())
+    }
+
+    /// Writes one batch (`parts`, described by `header`) to the active segment and
+    /// records it: leader epoch cache, producer state, size and flush accounting (per
+    /// batch, so a failure on a later batch loses nothing already counted).
+    fn write_batch(
+        &mut self,
+        parts: &mut [IoSlice<'_>],
+        header: &BatchHeader,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
+        let interval = self.config.index_interval_bytes;
+        let Some(active) = self.segments.values_mut().next_back() else {
+            return Err(self.out_of_range(header.base_offset));
+        };
+        let size_before = active.size();
+        if let Err(e) = active.append(parts, header, interval) {
+            // The segment cut itself back; if it could not, stop taking writes.
+            if std::fs::metadata(active.log_path()).map(|m| m.len()).ok() != Some(size_before) {
+                self.offline = true;
+            }
+            return Err(self.seg_err(e));
+        }
+        if self
+            .epoch_cache
+            .assign(header.partition_leader_epoch, header.base_offset)
+            && let Err(e) = self.epoch_cache.persist()
+        {
+            // The batch is in the log: failing the request now would make the client
+            // write it twice. The cache is rebuilt from batch headers if its file is
+            // unreadable at the next start.
+            tracing::error!(topic = %self.topic, partition = self.partition, error = %e,
+                "could not persist the leader epoch cache");
+        }
+        self.producers.update(header, now_ms);
+        self.size += header.size() as u64;
+        self.unflushed_messages += header.offset_count();
+        Ok(())
+    }
+
+    /// Appends validated batches, assigning offsets from the log end and stamping the
+    /// leader epoch. All or nothing per batch: a failed write leaves no partial batch.
+    pub fn append(
+        &mut self,
+        batches: &[ValidBatch<'_>],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        self.check_writable()?;
         let first_offset = self.log_end_offset();
         let mut bytes = 0u64;
         let mut records = 0i64;
@@ -731,33 +774,10 @@ impl PartitionLog {
             }
             let prefix = stamp_prefix(batch.bytes, base_offset, leader_epoch);
             let mut parts = [IoSlice::new(&prefix), IoSlice::new(&batch.bytes[16..])];
-            let interval = self.config.index_interval_bytes;
-            let Some(active) = self.segments.values_mut().next_back() else {
-                return Err(self.out_of_range(base_offset));
-            };
-            let size_before = active.size();
-            if let Err(e) = active.append(&mut parts, &header, interval) {
-                // The segment cut itself back; if it could not, stop taking writes.
-                if std::fs::metadata(active.log_path()).map(|m| m.len()).ok() != Some(size_before) {
-                    self.offline = true;
-                }
-                return Err(self.seg_err(e));
-            }
-            if self.epoch_cache.assign(leader_epoch, base_offset)
-                && let Err(e) = self.epoch_cache.persist()
-            {
-                // The batch is in the log: failing the request now would make the client
-                // write it twice. The cache is rebuilt from batch headers if its file is
-                // unreadable at the next start.
-                tracing::error!(topic = %self.topic, partition = self.partition, error = %e,
-                    "could not persist the leader epoch cache");
-            }
-            self.producers.update(&header, now_ms);
+            self.write_batch(&mut parts, &header, now_ms)?;
             bytes += header.size() as u64;
             records += header.offset_count();
         }
-        self.size += bytes;
-        self.unflushed_messages += records;
         Ok(AppendInfo {
             first_offset,
             last_offset: self.log_end_offset() - 1,
@@ -772,18 +792,7 @@ impl PartitionLog {
     /// assigned there. A trailing incomplete batch (the fetch was cut at its size limit)
     /// is left for the next fetch.
     pub fn append_replicated(&mut self, data: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
-        if self.closed {
-            return Err(LogError::Closed {
-                topic: self.topic.clone(),
-                partition: self.partition,
-            });
-        }
-        if self.offline {
-            return Err(LogError::Offline {
-                topic: self.topic.clone(),
-                partition: self.partition,
-            });
-        }
+        self.check_writable()?;
         let first_offset = self.log_end_offset();
         let mut bytes = 0u64;
         let mut records = 0i64;
@@ -821,29 +830,7 @@ impl PartitionLog {
                 self.roll_at(base_offset)?;
             }
             let mut parts = [IoSlice::new(&data[range])];
-            let interval = self.config.index_interval_bytes;
-            let Some(active) = self.segments.values_mut().next_back() else {
-                return Err(self.out_of_range(base_offset));
-            };
-            let size_before = active.size();
-            if let Err(e) = active.append(&mut parts, &header, interval) {
-                if std::fs::metadata(active.log_path()).map(|m| m.len()).ok() != Some(size_before) {
-                    self.offline = true;
-                }
-                return Err(self.seg_err(e));
-            }
-            if self
-                .epoch_cache
-                .assign(header.partition_leader_epoch, base_offset)
-                && let Err(e) = self.epoch_cache.persist()
-            {
-                tracing::error!(topic = %self.topic, partition = self.partition, error = %e,
-                    "could not persist the leader epoch cache");
-            }
-            self.producers.update(&header, now_ms);
-            // Counted per batch: an error on a later batch must not lose what was written.
-            self.size += header.size() as u64;
-            self.unflushed_messages += header.offset_count();
+            self.write_batch(&mut parts, &header, now_ms)?;
             bytes += header.size() as u64;
             records += header.offset_count();
         }
