@@ -215,6 +215,23 @@ impl ClusterMetadata {
         self.brokers.get(&id).is_some_and(|b| !b.fenced)
     }
 
+    /// Ids of the active brokers, taken before partitions are borrowed mutably.
+    fn active_ids(&self) -> Vec<i32> {
+        self.brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| b.id)
+            .collect()
+    }
+
+    fn set_fenced(&mut self, id: i32, fenced: bool) -> Result<(), MetadataError> {
+        self.brokers
+            .get_mut(&id)
+            .ok_or(MetadataError::UnknownBroker(id))?
+            .fenced = fenced;
+        Ok(())
+    }
+
     fn unclean_allowed(cluster_default: Option<&String>, topic: &TopicMetadata) -> bool {
         topic
             .configs
@@ -226,12 +243,8 @@ impl ClusterMetadata {
     /// `id` is gone: new leaders from the ISR for what it led, and out of every ISR it is
     /// not the last member of (the last member stays, so it can lead again when back).
     fn broker_unavailable(&mut self, id: i32) {
-        let active: Vec<i32> = self
-            .brokers
-            .values()
-            .filter(|b| !b.fenced && b.id != id)
-            .map(|b| b.id)
-            .collect();
+        let mut active = self.active_ids();
+        active.retain(|b| *b != id);
         let cluster_unclean = self.cluster_configs.get(UNCLEAN_ELECTION).cloned();
         for t in self.topics.values_mut() {
             let unclean = Self::unclean_allowed(cluster_unclean.as_ref(), t);
@@ -299,12 +312,7 @@ impl ClusterMetadata {
         partition_epoch: i32,
         isr: &[i32],
     ) -> Result<(), MetadataError> {
-        let active: Vec<i32> = self
-            .brokers
-            .values()
-            .filter(|b| !b.fenced)
-            .map(|b| b.id)
-            .collect();
+        let active = self.active_ids();
         let p = self
             .topics
             .get_mut(topic)
@@ -386,12 +394,7 @@ impl ClusterMetadata {
                 )));
             }
         }
-        let active: Vec<i32> = self
-            .brokers
-            .values()
-            .filter(|b| !b.fenced)
-            .map(|b| b.id)
-            .collect();
+        let active = self.active_ids();
         let is_active = |b: i32| active.contains(&b);
         for m in moves {
             let Some(p) = self
@@ -484,19 +487,11 @@ impl ClusterMetadata {
                 }
             }
             MetadataCommand::FenceBroker { id } => {
-                let b = self
-                    .brokers
-                    .get_mut(id)
-                    .ok_or(MetadataError::UnknownBroker(*id))?;
-                b.fenced = true;
+                self.set_fenced(*id, true)?;
                 self.broker_unavailable(*id);
             }
             MetadataCommand::UnfenceBroker { id } => {
-                let b = self
-                    .brokers
-                    .get_mut(id)
-                    .ok_or(MetadataError::UnknownBroker(*id))?;
-                b.fenced = false;
+                self.set_fenced(*id, false)?;
                 self.broker_available(*id);
             }
             MetadataCommand::AlterPartition {
@@ -508,12 +503,7 @@ impl ClusterMetadata {
             } => self.alter_partition(topic, *partition, *leader_epoch, *partition_epoch, isr)?,
             MetadataCommand::ReassignPartitions { moves } => self.reassign(moves)?,
             MetadataCommand::ElectPreferredLeaders { partitions } => {
-                let active: Vec<i32> = self
-                    .brokers
-                    .values()
-                    .filter(|b| !b.fenced)
-                    .map(|b| b.id)
-                    .collect();
+                let active = self.active_ids();
                 for (topic, partition) in partitions {
                     if let Some(p) = self
                         .topics

@@ -33,14 +33,7 @@ pub fn brokers_on(md: &ClusterMetadata, listener: &str) -> Vec<(i32, String, i32
         .collect()
 }
 
-/// `cut_off`: this broker's id when it lost contact with the controller — partitions it
-/// believes it leads are reported leaderless, so clients ask other brokers.
-fn describe_topic(
-    md: &ClusterMetadata,
-    t: &TopicMetadata,
-    version: i16,
-    cut_off: Option<i32>,
-) -> MetadataResponseTopic {
+fn describe_topic(md: &ClusterMetadata, t: &TopicMetadata, version: i16) -> MetadataResponseTopic {
     let partitions = t
         .partitions
         .iter()
@@ -52,19 +45,14 @@ fn describe_topic(
                 .filter(|r| !md.is_active(**r))
                 .map(|r| BrokerId(*r))
                 .collect();
-            let leader = if cut_off == Some(p.leader) {
-                -1
-            } else {
-                p.leader
-            };
             let mut mp = MetadataResponsePartition::default()
-                .with_error_code(if leader < 0 {
+                .with_error_code(if p.leader < 0 {
                     ResponseError::LeaderNotAvailable.code()
                 } else {
                     0
                 })
                 .with_partition_index(i as i32)
-                .with_leader_id(BrokerId(leader))
+                .with_leader_id(BrokerId(p.leader))
                 .with_replica_nodes(p.replicas.iter().map(|r| BrokerId(*r)).collect())
                 .with_isr_nodes(p.isr.iter().map(|r| BrokerId(*r)).collect());
             if version >= 7 {
@@ -99,7 +87,6 @@ fn error_topic(name: Option<&str>, id: Uuid, code: i16, version: i16) -> Metadat
 pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
     let broker = &ctx.broker;
     let v = ctx.version;
-    let cut_off = broker.out_of_contact().then_some(broker.node_id);
     // v0: an empty list means all topics; v1+: null means all topics.
     let wanted = match req.topics {
         None => None,
@@ -112,11 +99,7 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
     let mut topics = Vec::new();
     match wanted {
         None => {
-            topics.extend(
-                md.topics
-                    .values()
-                    .map(|t| describe_topic(&md, t, v, cut_off)),
-            );
+            topics.extend(md.topics.values().map(|t| describe_topic(&md, t, v)));
         }
         Some(list) => {
             // Create missing topics first so the response describes them.
@@ -181,7 +164,7 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
                         .and_then(|n| md.topics.get(n)),
                 };
                 topics.push(match found {
-                    Some(t) => describe_topic(&md, t, v, cut_off),
+                    Some(t) => describe_topic(&md, t, v),
                     None if by_name.is_none() => {
                         error_topic(None, rt.topic_id, ResponseError::UnknownTopicId.code(), v)
                     }

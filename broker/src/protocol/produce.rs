@@ -114,17 +114,7 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> (ProduceRespon
                     continue;
                 }
             };
-            let appended = if broker.out_of_contact() {
-                // Possibly no longer the leader: clients refresh metadata elsewhere.
-                Err(PartitionError::NotLeader {
-                    topic: partition.topic.clone(),
-                    partition: partition.index,
-                    leader: -1,
-                })
-            } else {
-                partition.append(&prepared, acks, now)
-            };
-            match appended {
+            match partition.append(&prepared, acks, now) {
                 Ok(outcome) => {
                     let log_append_time = match config.timestamp_type {
                         TimestampType::LogAppendTime => now,

@@ -437,28 +437,19 @@ impl Partition {
     /// Leader side of a follower fetch at `offset` (the follower has everything below):
     /// tracks its progress, may advance the high watermark. Kafka's rule for "caught
     /// up": it fetched at the log end, or at least at the log end of its previous fetch.
-    pub fn follower_fetched(
+    fn follower_fetched(
         &self,
+        lead: &Leadership,
         follower: i32,
         offset: i64,
         now_ms: i64,
     ) -> Result<(), PartitionError> {
-        {
-            let l = self.leadership.read();
-            if l.leader != self.broker_id {
-                return Err(PartitionError::NotLeader {
-                    topic: self.topic.clone(),
-                    partition: self.index,
-                    leader: l.leader,
-                });
-            }
-            if !l.replicas.contains(&follower) {
-                return Err(PartitionError::NotReplica {
-                    topic: self.topic.clone(),
-                    partition: self.index,
-                    replica: follower,
-                });
-            }
+        if !lead.replicas.contains(&follower) {
+            return Err(PartitionError::NotReplica {
+                topic: self.topic.clone(),
+                partition: self.index,
+                replica: follower,
+            });
         }
         let leo = self.log.lock().log_end_offset();
         {
@@ -659,8 +650,8 @@ impl Partition {
         min_one_batch: bool,
         current_leader_epoch: i32,
     ) -> Result<ReadResult, PartitionError> {
-        self.check_leader(current_leader_epoch)?;
-        self.follower_fetched(follower, offset, crate::broker::now_ms())?;
+        let lead = self.check_leader(current_leader_epoch)?;
+        self.follower_fetched(&lead, follower, offset, crate::broker::now_ms())?;
         let hw = self.high_watermark();
         let log = self.log.lock();
         let offsets = self.offsets_of(&log, hw);

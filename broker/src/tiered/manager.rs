@@ -296,22 +296,11 @@ impl TierManager {
         }
         let (this, p) = (self.clone(), p.clone());
         tokio::spawn(async move {
-            let key = layout::manifest_object(&e.prefix);
-            let result = match this.store.get(&key).await {
-                Ok(r) => match r.bytes().await {
-                    Ok(bytes) => Manifest::decode(&bytes, p.topic_id)
-                        .map(Some)
-                        .map_err(|err| err.to_string()),
-                    Err(err) => Err(err.to_string()),
-                },
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(err) => Err(err.to_string()),
-            };
+            let result = this.read_manifest(&e, &p).await;
             let mut s = e.schedule.lock();
             match result {
                 Ok(m) => {
-                    let m =
-                        Arc::new(m.unwrap_or_else(|| Manifest::new(&p.topic, p.topic_id, p.index)));
+                    let m = Arc::new(m);
                     *e.manifest.write() = Some(m.clone());
                     // Becoming leader re-reads it properly (orphans, catching up).
                     e.reload.store(true, Ordering::Release);
@@ -474,11 +463,10 @@ impl TierManager {
         });
     }
 
-    /// Reads the manifest (absent: a new, empty one), sweeps objects no manifest names,
-    /// and catches the local log up to the remote end.
-    async fn load(&self, e: &Entry, p: &Arc<Partition>) -> Result<Arc<Manifest>, TierError> {
+    /// The partition's manifest as stored; an empty one when there is none yet.
+    async fn read_manifest(&self, e: &Entry, p: &Partition) -> Result<Manifest, TierError> {
         let key = layout::manifest_object(&e.prefix);
-        let manifest = match self.store.get(&key).await {
+        Ok(match self.store.get(&key).await {
             Ok(r) => {
                 let bytes = r
                     .bytes()
@@ -497,7 +485,13 @@ impl TierManager {
                 Manifest::new(&p.topic, p.topic_id, p.index)
             }
             Err(err) => return Err(TierError::store("read", &key, err)),
-        };
+        })
+    }
+
+    /// Reads the manifest (absent: a new, empty one), sweeps objects no manifest names,
+    /// and catches the local log up to the remote end.
+    async fn load(&self, e: &Entry, p: &Arc<Partition>) -> Result<Arc<Manifest>, TierError> {
+        let manifest = self.read_manifest(e, p).await?;
         self.sweep_orphans(e, &manifest).await;
         if let Some(end) = manifest.end_offset() {
             let epochs: Vec<(i32, i64)> = manifest

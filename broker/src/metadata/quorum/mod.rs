@@ -11,7 +11,7 @@ pub mod types;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
@@ -109,6 +109,14 @@ pub enum HeartbeatReply {
     NotLeader { leader: Option<String> },
 }
 
+/// The calls one broker makes to another's quorum service outside Raft itself.
+#[derive(Debug, Clone, Copy)]
+enum PeerRpc {
+    Submit,
+    Join,
+    Heartbeat,
+}
+
 /// Controller-side liveness: when each broker was last heard from.
 #[derive(Debug, Default)]
 struct Liveness {
@@ -132,8 +140,10 @@ pub struct Quorum {
     leaving: AtomicBool,
     /// Wakes the heartbeat loop early (readiness changed).
     beat_now: tokio::sync::Notify,
-    /// Last heartbeat the controller answered.
-    last_heartbeat_ok: Mutex<Instant>,
+    /// When the controller last answered a heartbeat, in ms since `started` (read on
+    /// every request, so an atomic rather than a lock).
+    last_heartbeat_ok_ms: AtomicU64,
+    started: Instant,
 }
 
 impl std::fmt::Debug for Quorum {
@@ -224,7 +234,8 @@ impl Quorum {
             ready: AtomicBool::new(false),
             leaving: AtomicBool::new(false),
             beat_now: tokio::sync::Notify::new(),
-            last_heartbeat_ok: Mutex::new(Instant::now()),
+            last_heartbeat_ok_ms: AtomicU64::new(0),
+            started: Instant::now(),
         }))
     }
 
@@ -334,8 +345,17 @@ impl Quorum {
     /// instead of waiting on a leader nobody follows.
     pub fn out_of_contact(&self) -> bool {
         self.ready.load(Ordering::Acquire)
-            && self.last_heartbeat_ok.lock().elapsed()
-                > Duration::from_millis(self.opts.session_timeout_ms)
+            && self.since_started_ms()
+                > self.last_heartbeat_ok_ms.load(Ordering::Acquire) + self.opts.session_timeout_ms
+    }
+
+    fn since_started_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn heartbeat_answered(&self) {
+        self.last_heartbeat_ok_ms
+            .store(self.since_started_ms(), Ordering::Release);
     }
 
     /// Waits until the committed metadata shows this broker unfenced; returns the offset
@@ -385,25 +405,29 @@ impl Quorum {
     async fn call(
         &self,
         addr: &str,
-        method: &'static str,
+        rpc: PeerRpc,
         body: sluice_api::quorum::Payload,
     ) -> Result<Vec<u8>, String> {
         let mut client = self.client(addr)?;
         let mut req = tonic::Request::new(body);
-        // A heartbeat that takes a session timeout has failed anyway.
-        req.set_timeout(if method == "heartbeat" {
-            Duration::from_millis(self.opts.session_timeout_ms)
-        } else {
-            COMMIT_TIMEOUT + Duration::from_secs(1)
-        });
-        let reply = match method {
-            "submit" => client.submit(req).await,
-            "join" => client.join(req).await,
-            _ => client.heartbeat(req).await,
+        let reply = match rpc {
+            PeerRpc::Submit => {
+                req.set_timeout(COMMIT_TIMEOUT + Duration::from_secs(1));
+                client.submit(req).await
+            }
+            PeerRpc::Join => {
+                req.set_timeout(COMMIT_TIMEOUT + Duration::from_secs(1));
+                client.join(req).await
+            }
+            PeerRpc::Heartbeat => {
+                // A heartbeat that takes a session timeout has failed anyway.
+                req.set_timeout(Duration::from_millis(self.opts.session_timeout_ms));
+                client.heartbeat(req).await
+            }
         };
         reply
             .map(|r| r.into_inner().json)
-            .map_err(|s| format!("{method} at {addr}: {}", s.message()))
+            .map_err(|s| format!("{rpc:?} at {addr}: {}", s.message()))
     }
 
     async fn forward_submit(
@@ -412,7 +436,7 @@ impl Quorum {
         cmd: &MetadataCommand,
     ) -> Result<SubmitReply, String> {
         let body = payload(&self.opts.cluster_id, cmd).map_err(|e| e.to_string())?;
-        decode(&self.call(addr, "submit", body).await?)
+        decode(&self.call(addr, PeerRpc::Submit, body).await?)
     }
 
     async fn wait_applied(&self, index: u64) {
@@ -513,7 +537,7 @@ impl Quorum {
         let mut targets: Vec<String> = self.opts.voters.iter().map(|(_, a)| a.clone()).collect();
         while let Some(addr) = targets.pop() {
             match self
-                .call(&addr, "join", body.clone())
+                .call(&addr, PeerRpc::Join, body.clone())
                 .await
                 .and_then(|b| decode(&b))
             {
@@ -581,7 +605,7 @@ impl Quorum {
                 )
             };
             if alone || acked.is_some_and(|ms| ms < self.opts.session_timeout_ms) {
-                *self.last_heartbeat_ok.lock() = Instant::now();
+                self.heartbeat_answered();
                 return Ok(());
             }
             return Err("this controller has not heard from a majority of voters".into());
@@ -590,9 +614,9 @@ impl Quorum {
             .leader_addr()
             .ok_or_else(|| "no metadata quorum leader is known".to_string())?;
         let body = payload(&self.opts.cluster_id, &req).map_err(|e| e.to_string())?;
-        match decode(&self.call(&addr, "heartbeat", body).await?)? {
+        match decode(&self.call(&addr, PeerRpc::Heartbeat, body).await?)? {
             HeartbeatReply::Ok => {
-                *self.last_heartbeat_ok.lock() = Instant::now();
+                self.heartbeat_answered();
                 Ok(())
             }
             HeartbeatReply::NotLeader { .. } => Err(format!("{addr} is not the controller")),
