@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::broker::Broker;
+use crate::security::admin as sec;
 use crate::metadata::{ClusterMetadata, TopicMetadata};
 use crate::protocol::metadata::is_internal;
 use crate::protocol::topics::{self, NewTopic, TopicError};
@@ -567,6 +568,84 @@ impl Admin for AdminService {
             learners,
             applied_index: applied,
         }))
+    }
+
+    async fn upsert_user(
+        &self,
+        req: Request<sluice_api::admin::UpsertUserRequest>,
+    ) -> Result<Response<sluice_api::admin::UserDescription>, Status> {
+        let broker = self.broker()?;
+        sec::upsert_user(broker, req.into_inner()).await.map(Response::new)
+    }
+
+    async fn delete_user(
+        &self,
+        req: Request<sluice_api::admin::DeleteUserRequest>,
+    ) -> Result<Response<sluice_api::admin::DeleteUserResponse>, Status> {
+        let broker = self.broker()?;
+        sec::delete_user(broker, &req.into_inner().name).await?;
+        Ok(Response::new(sluice_api::admin::DeleteUserResponse {}))
+    }
+
+    async fn list_users(
+        &self,
+        _req: Request<sluice_api::admin::ListUsersRequest>,
+    ) -> Result<Response<sluice_api::admin::ListUsersResponse>, Status> {
+        let md = self.broker()?.metadata.current();
+        let users = md.scram.keys().map(|u| sec::user(&md, u)).collect();
+        Ok(Response::new(sluice_api::admin::ListUsersResponse { users }))
+    }
+
+    async fn create_acls(
+        &self,
+        req: Request<sluice_api::admin::CreateAclsRequest>,
+    ) -> Result<Response<sluice_api::admin::AclList>, Status> {
+        let broker = self.broker()?;
+        sec::create_acls(broker, &req.into_inner().acls).await.map(Response::new)
+    }
+
+    async fn delete_acls(
+        &self,
+        req: Request<sluice_api::admin::AclFilter>,
+    ) -> Result<Response<sluice_api::admin::AclList>, Status> {
+        let broker = self.broker()?;
+        let f = sec::filter(&req.into_inner())?;
+        sec::delete_acls(broker, &f).await.map(Response::new)
+    }
+
+    async fn list_acls(
+        &self,
+        req: Request<sluice_api::admin::AclFilter>,
+    ) -> Result<Response<sluice_api::admin::AclList>, Status> {
+        let broker = self.broker()?;
+        let f = sec::filter(&req.into_inner())?;
+        Ok(Response::new(sec::list_acls(&broker.metadata.current(), &f)))
+    }
+
+    async fn replace_principal_acls(
+        &self,
+        req: Request<sluice_api::admin::ReplacePrincipalAclsRequest>,
+    ) -> Result<Response<sluice_api::admin::AclList>, Status> {
+        let broker = self.broker()?;
+        sec::replace_principal_acls(broker, &req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn set_quotas(
+        &self,
+        req: Request<sluice_api::admin::SetQuotasRequest>,
+    ) -> Result<Response<sluice_api::admin::QuotaList>, Status> {
+        let broker = self.broker()?;
+        sec::set_quotas(broker, &req.into_inner()).await.map(Response::new)
+    }
+
+    async fn list_quotas(
+        &self,
+        _req: Request<sluice_api::admin::ListQuotasRequest>,
+    ) -> Result<Response<sluice_api::admin::QuotaList>, Status> {
+        let broker = self.broker()?;
+        Ok(Response::new(sec::list_quotas(&broker.metadata.current())))
     }
 
     async fn list_partition_sizes(

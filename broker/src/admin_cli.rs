@@ -10,6 +10,10 @@ use sluice_api::admin::{
     GetRebalanceProgressRequest, RebalancePlan, RebalanceProgress, RebalanceRequest,
     SetQuorumVotersRequest,
 };
+use sluice_api::admin::{
+    Acl, AclFilter, AclList, CreateAclsRequest, DeleteUserRequest, ListQuotasRequest,
+    ListUsersRequest, QuotaList, SetQuotasRequest, UpsertUserRequest, UserDescription,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
@@ -43,6 +47,135 @@ pub enum AdminCommand {
         #[arg(value_delimiter = ',', required = true)]
         ids: Vec<i32>,
     },
+    /// Create or update a SCRAM user (SCRAM-SHA-256 and -512 unless --mechanism).
+    UserSet {
+        name: String,
+        /// The password; prefer --password-file, which keeps it out of `ps`.
+        #[arg(long, conflicts_with = "password_file")]
+        password: Option<String>,
+        #[arg(long)]
+        password_file: Option<std::path::PathBuf>,
+        #[arg(long)]
+        mechanism: Vec<String>,
+        #[arg(long, default_value_t = 0)]
+        iterations: i32,
+    },
+    /// Delete a SCRAM user.
+    UserDelete { name: String },
+    /// List SCRAM users.
+    Users,
+    /// Add an ACL, e.g. `acl-add --principal User:alice --operation READ --topic orders- --prefixed`.
+    AclAdd(AclArgs),
+    /// Remove the ACLs matching (omitted fields match anything).
+    AclRemove(AclArgs),
+    /// List ACLs.
+    Acls,
+    /// Set client quotas: `quota-set --user alice producer_byte_rate=1048576`.
+    QuotaSet {
+        /// A user name, or `<default>`.
+        #[arg(long, default_value = "")]
+        user: String,
+        /// A client id, or `<default>`.
+        #[arg(long, default_value = "")]
+        client_id: String,
+        /// `key=value` pairs.
+        #[arg(value_parser = parse_quota)]
+        values: Vec<(String, f64)>,
+        /// Quota keys to remove.
+        #[arg(long)]
+        remove: Vec<String>,
+    },
+    /// List client quotas.
+    Quotas,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AclArgs {
+    #[arg(long)]
+    principal: Option<String>,
+    #[arg(long)]
+    operation: Option<String>,
+    #[arg(long, group = "resource")]
+    topic: Option<String>,
+    #[arg(long, group = "resource")]
+    group: Option<String>,
+    #[arg(long, group = "resource")]
+    transactional_id: Option<String>,
+    #[arg(long, group = "resource")]
+    cluster: bool,
+    /// The resource name is a prefix.
+    #[arg(long)]
+    prefixed: bool,
+    #[arg(long)]
+    deny: bool,
+    #[arg(long)]
+    host: Option<String>,
+}
+
+impl AclArgs {
+    fn resource(&self) -> (String, String) {
+        let pick = |t: &str, n: &Option<String>| n.clone().map(|n| (t.to_string(), n));
+        pick("TOPIC", &self.topic)
+            .or_else(|| pick("GROUP", &self.group))
+            .or_else(|| pick("TRANSACTIONAL_ID", &self.transactional_id))
+            .or_else(|| self.cluster.then(|| ("CLUSTER".into(), "kafka-cluster".into())))
+            .unwrap_or_default()
+    }
+
+    fn acl(&self) -> Acl {
+        let (resource_type, resource_name) = self.resource();
+        Acl {
+            resource_type,
+            resource_name,
+            pattern_type: if self.prefixed { "PREFIXED" } else { "LITERAL" }.into(),
+            principal: self.principal.clone().unwrap_or_default(),
+            host: self.host.clone().unwrap_or_else(|| "*".into()),
+            operation: self.operation.clone().unwrap_or_default(),
+            permission: if self.deny { "DENY" } else { "ALLOW" }.into(),
+        }
+    }
+
+    fn filter(&self) -> AclFilter {
+        let (resource_type, resource_name) = self.resource();
+        AclFilter {
+            resource_type,
+            resource_name,
+            pattern_type: if self.prefixed { "PREFIXED".into() } else { String::new() },
+            principal: self.principal.clone().unwrap_or_default(),
+            host: self.host.clone().unwrap_or_default(),
+            operation: self.operation.clone().unwrap_or_default(),
+            permission: if self.deny { "DENY".into() } else { String::new() },
+        }
+    }
+}
+
+fn parse_quota(s: &str) -> Result<(String, f64), String> {
+    let (k, v) = s.split_once('=').ok_or("expected key=value")?;
+    let v: f64 = v.parse().map_err(|_| format!("{v} is not a number"))?;
+    Ok((k.to_string(), v))
+}
+
+fn acls_json(l: AclList) -> Value {
+    json!(l.acls.iter().map(|a| json!({
+        "resource_type": a.resource_type, "resource_name": a.resource_name,
+        "pattern_type": a.pattern_type, "principal": a.principal, "host": a.host,
+        "operation": a.operation, "permission": a.permission,
+    })).collect::<Vec<_>>())
+}
+
+fn quotas_json(l: QuotaList) -> Value {
+    json!(l.quotas.iter().map(|q| json!({
+        "user": q.user, "client_id": q.client_id, "values": q.values,
+    })).collect::<Vec<_>>())
+}
+
+fn user_json(u: &UserDescription) -> Value {
+    json!({
+        "name": u.name,
+        "credentials": u.credentials.iter().map(|c| json!({
+            "mechanism": c.mechanism, "iterations": c.iterations,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 fn plan_json(p: RebalancePlan) -> Value {
@@ -153,6 +286,63 @@ pub async fn run(server: &str, cmd: AdminCommand) -> anyhow::Result<()> {
                 .into_inner();
             json!({"leader": q.leader_id, "voters": q.voters, "learners": q.learners})
         }
+        AdminCommand::UserSet {
+            name,
+            password,
+            password_file,
+            mechanism,
+            iterations,
+        } => {
+            let password = match (password, password_file) {
+                (Some(p), _) => p,
+                (None, Some(f)) => std::fs::read_to_string(&f)
+                    .with_context(|| format!("reading {}", f.display()))?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string(),
+                (None, None) => anyhow::bail!("give --password or --password-file"),
+            };
+            let u = c
+                .upsert_user(UpsertUserRequest {
+                    name,
+                    password,
+                    mechanisms: mechanism,
+                    iterations,
+                })
+                .await?
+                .into_inner();
+            user_json(&u)
+        }
+        AdminCommand::UserDelete { name } => {
+            c.delete_user(DeleteUserRequest { name: name.clone() }).await?;
+            json!({"deleted": name})
+        }
+        AdminCommand::Users => {
+            let l = c.list_users(ListUsersRequest {}).await?.into_inner();
+            json!(l.users.iter().map(user_json).collect::<Vec<_>>())
+        }
+        AdminCommand::AclAdd(a) => acls_json(
+            c.create_acls(CreateAclsRequest { acls: vec![a.acl()] })
+                .await?
+                .into_inner(),
+        ),
+        AdminCommand::AclRemove(a) => acls_json(c.delete_acls(a.filter()).await?.into_inner()),
+        AdminCommand::Acls => acls_json(c.list_acls(AclFilter::default()).await?.into_inner()),
+        AdminCommand::QuotaSet {
+            user,
+            client_id,
+            values,
+            remove,
+        } => quotas_json(
+            c.set_quotas(SetQuotasRequest {
+                user,
+                client_id,
+                set: values.into_iter().collect(),
+                remove,
+            })
+            .await?
+            .into_inner(),
+        ),
+        AdminCommand::Quotas => quotas_json(c.list_quotas(ListQuotasRequest {}).await?.into_inner()),
         AdminCommand::Cancel => progress_json(
             c.cancel_rebalance(CancelRebalanceRequest {})
                 .await?

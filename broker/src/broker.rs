@@ -30,6 +30,8 @@ pub struct Broker {
     pub quorum: Option<Arc<crate::metadata::quorum::Quorum>>,
     /// Follower fetchers, one per leader this broker replicates from.
     pub fetchers: crate::replication::ReplicaFetchers,
+    /// Authentication, ACLs and quotas.
+    pub security: Arc<crate::security::Security>,
     ready: AtomicBool,
 }
 
@@ -65,12 +67,18 @@ impl Broker {
             tier: None,
             quorum: None,
             fetchers: Default::default(),
+            security: Arc::new(crate::security::Security::open()),
             ready: AtomicBool::new(false),
         }
     }
 
     pub fn with_tier(mut self, tier: Option<Arc<crate::tiered::TierManager>>) -> Self {
         self.tier = tier;
+        self
+    }
+
+    pub fn with_security(mut self, security: Arc<crate::security::Security>) -> Self {
+        self.security = security;
         self
     }
 

@@ -14,5 +14,6 @@ pub mod protocol;
 pub mod rebalance;
 pub mod replica;
 pub mod replication;
+pub mod security;
 pub mod server;
 pub mod tiered;

@@ -204,6 +204,13 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
     }
     tracing::info!(node_id, cluster_id = %dirs.cluster_id, version = env!("CARGO_PKG_VERSION"), "starting sluice-broker");
 
+    let security = Arc::new(
+        sluice_broker::security::Security::new(
+            &config.security,
+            &config.replication.inter_broker_listener,
+        )
+            .context("loading TLS certificates and keys")?,
+    );
     let bound = server::bind(&config.listeners).await?;
     let http_listener = tokio::net::TcpListener::bind(config.http_listener)
         .await
@@ -341,7 +348,8 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
             metrics,
         )
         .with_tier(tier.clone())
-        .with_quorum(quorum.clone()),
+        .with_quorum(quorum.clone())
+        .with_security(security.clone()),
     );
     // From here on SIGTERM/SIGINT start an orderly shutdown, also during the startup
     // steps below (waiting for remote manifests can take a while).
@@ -378,6 +386,7 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
     tasks.spawn(sluice_broker::group::run_timers(broker.clone()));
     tasks.spawn(maintenance::watch_metadata(broker.clone()));
     tasks.spawn(sluice_broker::replication::isr::run(broker.clone()));
+    tasks.spawn(sluice_broker::security::watch_certificates(broker.clone()));
     if let Some(tier) = &tier {
         tasks.spawn(tier.clone().run(broker.clone()));
     }

@@ -47,6 +47,10 @@ pub struct Metrics {
     pub connections_active: Gauge,
     pub connections_accepted: Counter,
     pub connection_errors: Family<ReasonLabel, Counter>,
+    pub authentication_failures: Family<ReasonLabel, Counter>,
+    pub authentication_successes: Family<ReasonLabel, Counter>,
+    pub authorization_denials: Family<ApiLabel, Counter>,
+    pub throttle_seconds: Family<ReasonLabel, Counter<f64>>,
     pub cleaner_passes: Counter,
     pub cleaner_segments_rewritten: Counter,
     pub cleaner_bytes_reclaimed: Counter,
@@ -80,6 +84,10 @@ impl Default for Metrics {
             connections_active: Gauge::default(),
             connections_accepted: Counter::default(),
             connection_errors: Family::default(),
+            authentication_failures: Family::default(),
+            authentication_successes: Family::default(),
+            authorization_denials: Family::default(),
+            throttle_seconds: Family::default(),
             cleaner_passes: Counter::default(),
             cleaner_segments_rewritten: Counter::default(),
             cleaner_bytes_reclaimed: Counter::default(),
@@ -127,6 +135,32 @@ impl Metrics {
     }
 
     /// Counts a partition-level error code in a response.
+    /// `reason`: the mechanism or TLS step that failed.
+    pub fn authentication_failure(&self, reason: &'static str) {
+        self.authentication_failures
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    pub fn authentication_success(&self, reason: &'static str) {
+        self.authentication_successes
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    pub fn authorization_denial(&self, api: &'static str) {
+        self.authorization_denials
+            .get_or_create(&ApiLabel { api })
+            .inc();
+    }
+
+    /// `quota`: produce, fetch or request.
+    pub fn throttled(&self, quota: &'static str, seconds: f64) {
+        self.throttle_seconds
+            .get_or_create(&ReasonLabel { reason: quota })
+            .inc_by(seconds);
+    }
+
     pub fn partition_error(&self, api: &'static str, code: i16) {
         if code != 0 {
             let error = kafka_protocol::ResponseError::try_from_code(code)
@@ -154,6 +188,26 @@ impl Metrics {
             "partition_errors",
             "Partition-level error codes returned, by API and error",
             self.partition_errors.clone(),
+        );
+        r.register(
+            "authentication_failures",
+            "Failed authentications (TLS handshakes, SASL exchanges), by mechanism or step",
+            self.authentication_failures.clone(),
+        );
+        r.register(
+            "authentication_successes",
+            "Successful SASL authentications, by mechanism",
+            self.authentication_successes.clone(),
+        );
+        r.register(
+            "authorization_denials",
+            "Requests (or parts of them) refused by the ACL authorizer, by API",
+            self.authorization_denials.clone(),
+        );
+        r.register(
+            "quota_throttle_seconds",
+            "Time clients were throttled for exceeding their quota, by quota type",
+            self.throttle_seconds.clone(),
         );
         r.register(
             "network_bytes_in",

@@ -50,18 +50,18 @@ impl StaticConfig {
         &self.values
     }
 
-    fn str(&self, name: &str) -> Option<String> {
+    pub(crate) fn str(&self, name: &str) -> Option<String> {
         self.get(name).0
     }
 
-    fn int<T: std::str::FromStr>(&self, name: &str) -> Result<T, ConfigError> {
+    pub(crate) fn int<T: std::str::FromStr>(&self, name: &str) -> Result<T, ConfigError> {
         let raw = self.str(name).unwrap_or_default();
         raw.trim()
             .parse()
             .map_err(|_| ConfigError::Invalid(format!("{name}={raw} is not a valid number")))
     }
 
-    fn bool(&self, name: &str) -> bool {
+    pub(crate) fn bool(&self, name: &str) -> bool {
         self.str(name)
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
     }
@@ -170,6 +170,7 @@ pub struct BrokerConfig {
     pub remote: RemoteSettings,
     pub quorum: QuorumSettings,
     pub replication: ReplicationSettings,
+    pub security: super::security::SecurityConfig,
     pub statics: StaticConfig,
     /// Problems worth a log line but not a refusal to start (unknown keys).
     pub warnings: Vec<String>,
@@ -314,7 +315,7 @@ impl BrokerConfig {
         let mut warnings = Vec::new();
         let mut set = |name: &str, value: String, from: &str, warnings: &mut Vec<String>| {
             let name = canonical(name.trim());
-            match defs::broker_def(name) {
+            match super::security::per_listener_def(name).or_else(|| defs::broker_def(name)) {
                 Some(def) => {
                     defs::validate(def, &value)
                         .map_err(|e| ConfigError::Invalid(format!("{e} (from {from})")))?;
@@ -369,14 +370,7 @@ impl BrokerConfig {
                 "listeners must name at least one listener".into(),
             ));
         }
-        for l in &listeners {
-            if l.name != "PLAINTEXT" {
-                return Err(ConfigError::Invalid(format!(
-                    "listener {}: only PLAINTEXT listeners are supported by this Sluice version",
-                    l.name
-                )));
-            }
-        }
+        let security = super::security::SecurityConfig::from_statics(&statics, &listeners)?;
         let advertised_listeners = match statics.str("advertised.listeners") {
             Some(raw) if !raw.trim().is_empty() => {
                 let adv = parse_listeners(&raw)?;
@@ -448,6 +442,16 @@ impl BrokerConfig {
             }
             _ => listeners[0].name.clone(),
         };
+        if security
+            .listener(&inter_broker_listener)
+            .is_some_and(|l| l.protocol.sasl())
+        {
+            return Err(ConfigError::Invalid(format!(
+                "inter.broker.listener.name {inter_broker_listener} uses SASL, which brokers do not \
+                 speak to each other yet: use a PLAINTEXT listener on a private network or an SSL \
+                 listener with client certificates (and the brokers' certificate subjects in super.users)"
+            )));
+        }
         Ok(Self {
             node_id,
             quorum: QuorumSettings {
@@ -546,6 +550,7 @@ impl BrokerConfig {
                 index_cache_size_bytes: statics
                     .int("remote.log.index.file.cache.total.size.bytes")?,
             },
+            security,
             statics,
             warnings,
         })

@@ -2,6 +2,7 @@
 
 pub mod broker;
 pub mod defs;
+pub mod security;
 pub mod topic;
 
 pub use broker::{BrokerConfig, ConfigError, ConfigSources, Listener};

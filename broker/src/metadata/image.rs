@@ -4,10 +4,14 @@
 //! same order give the same image on every broker. Today a local file persists it; the
 //! Raft-replicated metadata log replays exactly these commands.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::security::acl::AclBinding;
+use crate::security::quota::{QuotaConfigs, QuotaEntity};
+use crate::security::sasl::{ScramCredential, ScramMechanism};
 
 /// Topic config (and dynamic cluster default) read by leader elections.
 pub const UNCLEAN_ELECTION: &str = "unclean.leader.election.enable";
@@ -57,7 +61,7 @@ pub struct TopicMetadata {
     pub configs: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum MetadataCommand {
     RegisterBroker(BrokerRegistration),
     CreateTopic {
@@ -112,6 +116,26 @@ pub enum MetadataCommand {
     ElectPreferredLeaders {
         partitions: Vec<(String, i32)>,
     },
+    /// Adds and removes SCRAM credentials (Kafka's AlterUserScramCredentials): all or
+    /// nothing.
+    AlterScramCredentials {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        upsert: Vec<(String, ScramMechanism, ScramCredential)>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        delete: Vec<(String, ScramMechanism)>,
+    },
+    /// Adds ACLs (existing ones are kept once).
+    CreateAcls {
+        acls: Vec<AclBinding>,
+    },
+    /// Removes exactly these ACLs (the broker resolved the request's filters).
+    DeleteAcls {
+        acls: Vec<AclBinding>,
+    },
+    /// Sets (`Some`) or removes (`None`) client quota values, per entity.
+    AlterClientQuotas {
+        entries: Vec<(QuotaEntity, Vec<(String, Option<f64>)>)>,
+    },
     /// A leader changes its partition's ISR (Kafka's AlterPartition). Refused unless the
     /// epochs match the committed state, so a deposed leader cannot change anything.
     AlterPartition {
@@ -162,6 +186,8 @@ pub enum MetadataError {
         isr: Vec<i32>,
         reason: String,
     },
+    #[error("{0}")]
+    UnknownCredential(String),
     #[error("metadata quorum unavailable: {0}")]
     Unavailable(String),
     #[error("metadata could not be persisted: {0}")]
@@ -185,8 +211,33 @@ pub struct ClusterMetadata {
     /// The last block reserved, per broker: `(first id, count)`.
     #[serde(default)]
     pub producer_id_blocks: BTreeMap<i32, (i64, i64)>,
+    /// SCRAM credentials per user: salted, iterated keys, never passwords.
+    #[serde(default)]
+    pub scram: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
+    #[serde(default)]
+    pub acls: BTreeSet<AclBinding>,
+    /// Bumped by every ACL change, so brokers rebuild their ACL index only then.
+    #[serde(default)]
+    pub acl_version: u64,
+    #[serde(default, with = "as_pairs")]
+    pub quotas: QuotaConfigs,
     #[serde(skip)]
     topic_ids: HashMap<Uuid, String>,
+}
+
+/// JSON maps need string keys; quota entities are structs, so they travel as pairs.
+mod as_pairs {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::security::quota::QuotaConfigs;
+
+    pub fn serialize<S: Serializer>(map: &QuotaConfigs, s: S) -> Result<S::Ok, S::Error> {
+        map.iter().collect::<Vec<_>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<QuotaConfigs, D::Error> {
+        Ok(Vec::deserialize(d)?.into_iter().collect())
+    }
 }
 
 impl ClusterMetadata {
@@ -589,6 +640,62 @@ impl ClusterMetadata {
                     self.broker_configs.insert(*id, configs.clone());
                 }
             },
+            MetadataCommand::AlterScramCredentials { upsert, delete } => {
+                for (user, mech) in delete {
+                    let gone = self
+                        .scram
+                        .get(user)
+                        .is_none_or(|m| !m.contains_key(mech));
+                    if gone {
+                        return Err(MetadataError::UnknownCredential(format!(
+                            "{user} has no {} credential",
+                            mech.name()
+                        )));
+                    }
+                }
+                for (user, mech) in delete {
+                    if let Some(m) = self.scram.get_mut(user) {
+                        m.remove(mech);
+                        if m.is_empty() {
+                            self.scram.remove(user);
+                        }
+                    }
+                }
+                for (user, mech, cred) in upsert {
+                    self.scram
+                        .entry(user.clone())
+                        .or_default()
+                        .insert(*mech, cred.clone());
+                }
+            }
+            MetadataCommand::CreateAcls { acls } => {
+                self.acls.extend(acls.iter().cloned());
+                self.acl_version += 1;
+            }
+            MetadataCommand::DeleteAcls { acls } => {
+                for a in acls {
+                    self.acls.remove(a);
+                }
+                self.acl_version += 1;
+            }
+            MetadataCommand::AlterClientQuotas { entries } => {
+                for (entity, ops) in entries {
+                    let values = self.quotas.entry(entity.clone()).or_default();
+                    for (key, value) in ops {
+                        match value {
+                            Some(v) => {
+                                values.insert(key.clone(), *v);
+                            }
+                            None => {
+                                values.remove(key);
+                            }
+                        }
+                    }
+                    if values.is_empty() {
+                        self.quotas.remove(entity);
+                    }
+                }
+            }
             MetadataCommand::AllocateProducerIds { broker, count } => {
                 let count = (*count).clamp(1, 1 << 20);
                 let first = self.next_producer_id;

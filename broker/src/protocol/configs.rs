@@ -1,5 +1,6 @@
 //! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics and brokers.
 
+use crate::security::acl::Operation;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -65,6 +66,19 @@ fn broker_target(broker: &Broker, name: &str) -> Result<Option<i32>, TopicError>
     }
 }
 
+/// Kafka's checks: the operation on the topic, or on the cluster for broker configs.
+fn config_denied(ctx: &RequestContext, resource_type: i8, name: &str, op: Operation) -> Option<TopicError> {
+    if resource_type == TOPIC {
+        ctx.topic_denied(op, name).then(|| {
+            TopicError::new(ResponseError::TopicAuthorizationFailed, format!("not authorized to {} topic {name}", op.name()))
+        })
+    } else {
+        ctx.cluster_denied(op).then(|| {
+            TopicError::new(ResponseError::ClusterAuthorizationFailed, format!("not authorized to {} broker configs", op.name()))
+        })
+    }
+}
+
 pub fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let broker = &ctx.broker;
     let v = ctx.version;
@@ -108,6 +122,11 @@ pub fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> DescribeCo
                 }
                 e
             };
+            if let Some(e) = config_denied(ctx, res.resource_type, &res.resource_name, Operation::DescribeConfigs) {
+                result.error_code = e.code;
+                result.error_message = msg(e.message);
+                return result;
+            }
             match res.resource_type {
                 TOPIC => match md.topics.get(res.resource_name.as_str()) {
                     None => {
@@ -316,14 +335,19 @@ pub async fn alter(ctx: &RequestContext, req: AlterConfigsRequest) -> AlterConfi
                     .map(|v| (c.name.to_string(), v.to_string()))
             })
             .collect();
-        let outcome = commit(
-            &ctx.broker,
-            res.resource_type,
-            &res.resource_name,
-            configs,
-            req.validate_only,
-        )
-        .await;
+        let outcome = match config_denied(ctx, res.resource_type, &res.resource_name, Operation::AlterConfigs) {
+            Some(e) => Err(e),
+            None => {
+                commit(
+                    &ctx.broker,
+                    res.resource_type,
+                    &res.resource_name,
+                    configs,
+                    req.validate_only,
+                )
+                .await
+            }
+        };
         let mut r = AlterConfigsResourceResponse::default()
             .with_resource_type(res.resource_type)
             .with_resource_name(res.resource_name);
@@ -422,7 +446,8 @@ pub async fn incremental_alter(
                 }
             }
         }
-        let outcome = match op_error {
+        let denied = config_denied(ctx, res.resource_type, &res.resource_name, Operation::AlterConfigs);
+        let outcome = match denied.or(op_error) {
             Some(e) => Err(e),
             None => {
                 commit(

@@ -3,6 +3,7 @@
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
+use crate::security::acl::Operation;
 use super::topics;
 use super::{RequestContext, msg};
 
@@ -18,9 +19,15 @@ pub async fn handle(
                 .map(|x| x.broker_ids.iter().map(|b| b.0).collect())
                 .collect()
         });
-        let outcome =
+        let outcome = if ctx.topic_denied(Operation::Alter, &name) {
+            Err(super::topics::TopicError::new(
+                kafka_protocol::ResponseError::TopicAuthorizationFailed,
+                format!("not authorized to alter topic {name}"),
+            ))
+        } else {
             topics::add_partitions(&ctx.broker, &name, t.count, assignments, req.validate_only)
-                .await;
+                .await
+        };
         if outcome.is_ok() && !req.validate_only {
             tracing::info!(topic = %name, partitions = t.count, client = ctx.client(), "added partitions");
         }

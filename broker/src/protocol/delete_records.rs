@@ -6,6 +6,7 @@ use kafka_protocol::messages::delete_records_response::{
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
+use crate::security::acl::Operation;
 use super::RequestContext;
 
 pub async fn handle(ctx: &RequestContext, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
@@ -17,6 +18,7 @@ pub async fn handle(ctx: &RequestContext, req: DeleteRecordsRequest) -> DeleteRe
         .topics
         .into_iter()
         .map(|t| {
+            let denied = ctx.topic_denied(Operation::Delete, &t.name.0);
             let partitions = t
                 .partitions
                 .iter()
@@ -25,6 +27,7 @@ pub async fn handle(ctx: &RequestContext, req: DeleteRecordsRequest) -> DeleteRe
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
                     match broker.replicas.get(&t.name.0, p.partition_index) {
+                        _ if denied => r.error_code = ResponseError::TopicAuthorizationFailed.code(),
                         None => r.error_code = ResponseError::UnknownTopicOrPartition.code(),
                         Some(partition) => match partition.delete_records_before(p.offset) {
                             Ok(low) => {

@@ -6,6 +6,7 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicN
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
+use crate::security::acl::Operation;
 use super::topics::{self, TopicError};
 use super::{RequestContext, msg};
 
@@ -41,6 +42,11 @@ pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> DeleteTop
         };
         let result = match resolved {
             Err(e) => Err(e),
+            // Kafka's answer whether or not the topic exists.
+            Ok(n) if ctx.topic_denied(Operation::Delete, &n) => Err(TopicError::new(
+                ResponseError::TopicAuthorizationFailed,
+                format!("not authorized to delete topic {n}"),
+            )),
             Ok(n) => match topics::delete(broker, &n).await {
                 Ok(tid) => {
                     tracing::info!(topic = %n, client = ctx.client(), "deleted topic");

@@ -16,6 +16,11 @@ pub fn handle(ctx: &RequestContext, req: DescribeClusterRequest) -> DescribeClus
     let mut resp = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(md.cluster_id.clone()))
         .with_controller_id(BrokerId(ctx.broker.controller_id()));
+    if ctx.cluster_denied(crate::security::acl::Operation::Describe) {
+        resp.error_code = ResponseError::ClusterAuthorizationFailed.code();
+        resp.error_message = msg("DESCRIBE on the cluster is required");
+        return resp;
+    }
     if ctx.version >= 1 {
         resp.endpoint_type = req.endpoint_type;
         if req.endpoint_type != BROKERS {

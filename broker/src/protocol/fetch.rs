@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use super::{RequestContext, absent_partition_error};
 use crate::replica::Partition;
+use crate::security::acl::{Operation, ResourceType};
 use crate::replica::partition::{LogOffsets, ReadResult};
 
 /// One requested partition, resolved once per request.
@@ -131,6 +132,23 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
         return FetchResponse::default()
             .with_error_code(ResponseError::FetchSessionIdNotFound.code());
     }
+    // A follower replicating from this leader: it reads past the high watermark, and its
+    // fetch offset tells how far it is (what moves the high watermark and the ISR).
+    let replica_id = if v >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    let follower = replica_id >= 0;
+    if follower {
+        ctx.quota_exempt.store(true, Ordering::Relaxed);
+    }
+    // Followers need CLUSTER_ACTION (only brokers replicate); consumers READ per topic.
+    let md = ctx.authorizing().then(|| broker.metadata.current());
+    let follower_denied = match &md {
+        Some(md) if follower => !ctx.cluster_allowed(md, Operation::ClusterAction),
+        _ => false,
+    };
     let mut targets = Vec::new();
     for (ti, topic) in req.topics.iter().enumerate() {
         let name: Option<Arc<str>> = if v >= 13 {
@@ -138,8 +156,16 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
         } else {
             Some(Arc::from(topic.topic.0.as_str()))
         };
+        let denied = follower_denied
+            || match (&md, &name) {
+                (Some(md), Some(n)) if !follower => {
+                    !ctx.allowed(md, Operation::Read, ResourceType::Topic, n)
+                }
+                _ => false,
+            };
         for p in &topic.partitions {
             let hosted = match &name {
+                _ if denied => Err(ResponseError::TopicAuthorizationFailed.code()),
                 None => Err(ResponseError::UnknownTopicId.code()),
                 Some(name) => broker
                     .replicas
@@ -156,14 +182,6 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
             });
         }
     }
-    // A follower replicating from this leader: it reads past the high watermark, and its
-    // fetch offset tells how far it is (what moves the high watermark and the ISR).
-    let replica_id = if v >= 15 {
-        req.replica_state.replica_id.0
-    } else {
-        req.replica_id.0
-    };
-    let follower = replica_id >= 0;
     let request_max = (req.max_bytes.max(0) as usize).min(broker.config.fetch_max_bytes);
     let min_bytes = req.min_bytes.max(0) as usize;
     let deadline =

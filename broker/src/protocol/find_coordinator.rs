@@ -63,6 +63,12 @@ async fn ensure_offsets_topic(ctx: &RequestContext) -> Result<(), String> {
 }
 
 async fn find(ctx: &RequestContext, key: &str, key_type: i8) -> Found {
+    if key_type == GROUP && ctx.group_denied(crate::security::acl::Operation::Describe, key) {
+        return Found::error(
+            ResponseError::GroupAuthorizationFailed,
+            "not authorized to use this group",
+        );
+    }
     if key_type != GROUP {
         return Found::error(
             ResponseError::CoordinatorNotAvailable,

@@ -1,6 +1,7 @@
 //! The classic group protocol APIs (JoinGroup, SyncGroup, Heartbeat, LeaveGroup), offset
 //! commits and fetches, and group administration, on top of [`crate::group`].
 
+use crate::security::acl::{Operation, ResourceType};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -83,7 +84,7 @@ pub async fn join(ctx: &RequestContext, req: JoinGroupRequest) -> JoinGroupRespo
     let broker = &ctx.broker;
     let group_id = req.group_id.0.to_string();
     let member_id = req.member_id.to_string();
-    if let Err(c) = broker.groups.check(broker, &group_id) {
+    if let Err(c) = check(ctx, Operation::Read, &group_id) {
         return join_response(ctx, JoinResult::error(c, &member_id));
     }
     let g = &broker.config.groups;
@@ -164,7 +165,7 @@ fn sync_response(ctx: &RequestContext, r: SyncResult) -> SyncGroupResponse {
 pub async fn sync(ctx: &RequestContext, req: SyncGroupRequest) -> SyncGroupResponse {
     let broker = &ctx.broker;
     let group_id = req.group_id.0.to_string();
-    let partition = match broker.groups.check(broker, &group_id) {
+    let partition = match check(ctx, Operation::Read, &group_id) {
         Ok(p) => p,
         Err(c) => return sync_response(ctx, SyncResult::error(c)),
     };
@@ -240,7 +241,7 @@ pub async fn sync(ctx: &RequestContext, req: SyncGroupRequest) -> SyncGroupRespo
 pub fn heartbeat(ctx: &RequestContext, req: HeartbeatRequest) -> HeartbeatResponse {
     let broker = &ctx.broker;
     let group_id = req.group_id.0.to_string();
-    let c = match broker.groups.check(broker, &group_id) {
+    let c = match check(ctx, Operation::Read, &group_id) {
         Err(c) => c,
         Ok(_) => match broker.groups.group(&group_id) {
             None => code(ResponseError::UnknownMemberId),
@@ -276,7 +277,7 @@ pub async fn leave(ctx: &RequestContext, req: LeaveGroupRequest) -> LeaveGroupRe
         vec![(req.member_id.to_string(), None)]
     };
     let err = |c: i16| LeaveGroupResponse::default().with_error_code(c);
-    let partition = match broker.groups.check(broker, &group_id) {
+    let partition = match check(ctx, Operation::Delete, &group_id) {
         Ok(p) => p,
         Err(c) => return err(c),
     };
@@ -341,7 +342,7 @@ pub async fn offset_commit(ctx: &RequestContext, req: OffsetCommitRequest) -> Of
                 .collect(),
         )
     };
-    let partition = match broker.groups.check(broker, &group_id) {
+    let partition = match check(ctx, Operation::Read, &group_id) {
         Ok(p) => p,
         Err(c) => return all(c),
     };
@@ -395,6 +396,7 @@ pub async fn offset_commit(ctx: &RequestContext, req: OffsetCommitRequest) -> Of
     let mut values: Vec<(String, i32, OffsetValue)> = Vec::new();
     for t in &req.topics {
         let topic = t.name.0.to_string();
+        let denied = ctx.authorizing() && !ctx.allowed(&md, Operation::Read, ResourceType::Topic, &topic);
         let known = md.topics.get(&topic);
         let mut tc = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
@@ -406,6 +408,10 @@ pub async fn offset_commit(ctx: &RequestContext, req: OffsetCommitRequest) -> Of
             let exists = known.is_some_and(|k| {
                 usize::try_from(p.partition_index).is_ok_and(|i| i < k.partitions.len())
             });
+            if denied {
+                tc.push(code(ResponseError::TopicAuthorizationFailed));
+                continue;
+            }
             if !exists {
                 tc.push(code(ResponseError::UnknownTopicOrPartition));
                 continue;
@@ -493,13 +499,13 @@ fn fetch_group(
     topics: Option<Vec<(String, Vec<i32>)>>,
 ) -> Result<Vec<(String, Vec<(i32, i64, i32, String)>)>, i16> {
     let broker = &ctx.broker;
-    broker.groups.check(broker, group_id)?;
+    check(ctx, Operation::Describe, group_id)?;
     let committed: HashMap<(String, i32), OffsetValue> = broker
         .groups
         .group(group_id)
         .map(|g| g.lock().offsets.clone())
         .unwrap_or_default();
-    let wanted = match topics {
+    let mut wanted = match topics {
         Some(t) => t,
         None => {
             let mut by_topic: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
@@ -515,6 +521,11 @@ fn fetch_group(
                 .collect()
         }
     };
+    if ctx.authorizing() {
+        // Offsets of topics the principal may not describe are not revealed.
+        let md = broker.metadata.current();
+        wanted.retain(|(t, _)| ctx.allowed_quietly(&md, Operation::Describe, ResourceType::Topic, t));
+    }
     Ok(wanted
         .into_iter()
         .map(|(t, ps)| {
@@ -653,7 +664,7 @@ pub async fn offset_delete(ctx: &RequestContext, req: OffsetDeleteRequest) -> Of
     let broker = &ctx.broker;
     let group_id = req.group_id.0.to_string();
     let err = |c: i16| OffsetDeleteResponse::default().with_error_code(c);
-    let partition = match broker.groups.check(broker, &group_id) {
+    let partition = match check(ctx, Operation::Read, &group_id) {
         Ok(p) => p,
         Err(c) => return err(c),
     };
@@ -675,11 +686,14 @@ pub async fn offset_delete(ctx: &RequestContext, req: OffsetDeleteRequest) -> Of
             .iter()
             .map(|t| {
                 let name = t.name.0.to_string();
+                let denied = ctx.topic_denied(Operation::Read, &name);
                 let parts = t
                     .partitions
                     .iter()
                     .map(|p| {
-                        let c = if subscribed.contains(&name) {
+                        let c = if denied {
+                            code(ResponseError::TopicAuthorizationFailed)
+                        } else if subscribed.contains(&name) {
                             code(ResponseError::GroupSubscribedToTopic)
                         } else {
                             if g.offsets.contains_key(&(name.clone(), p.partition_index)) {
@@ -733,6 +747,7 @@ pub async fn offset_delete(ctx: &RequestContext, req: OffsetDeleteRequest) -> Of
 
 pub fn list(ctx: &RequestContext, req: ListGroupsRequest) -> ListGroupsResponse {
     let broker = &ctx.broker;
+    let md = broker.metadata.current();
     let states: Vec<String> = req
         .states_filter
         .iter()
@@ -749,7 +764,10 @@ pub fn list(ctx: &RequestContext, req: ListGroupsRequest) -> ListGroupsResponse 
         .into_iter()
         .filter_map(|g| {
             let g = g.lock();
-            if g.state == GroupState::Dead || broker.groups.check(broker, &g.id).is_err() {
+            if g.state == GroupState::Dead
+                || broker.groups.check(broker, &g.id).is_err()
+                || (ctx.authorizing() && !ctx.allowed_quietly(&md, Operation::Describe, ResourceType::Group, &g.id))
+            {
                 return None;
             }
             let state = g.state.name();
@@ -781,7 +799,7 @@ pub fn describe(ctx: &RequestContext, req: DescribeGroupsRequest) -> DescribeGro
             let out = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(i32::MIN);
-            if let Err(c) = broker.groups.check(broker, &id.0) {
+            if let Err(c) = check(ctx, Operation::Describe, &id.0) {
                 return out.with_error_code(c).with_group_state(s(""));
             }
             let Some(g) = broker.groups.group(&id.0) else {
@@ -841,7 +859,7 @@ pub async fn delete(ctx: &RequestContext, req: DeleteGroupsRequest) -> DeleteGro
 
 async fn delete_one(ctx: &RequestContext, group_id: &str) -> i16 {
     let broker = &ctx.broker;
-    let partition = match broker.groups.check(broker, group_id) {
+    let partition = match check(ctx, Operation::Delete, group_id) {
         Ok(p) => p,
         Err(c) => return c,
     };
@@ -887,4 +905,12 @@ async fn delete_one(ctx: &RequestContext, group_id: &str) -> i16 {
             c
         }
     }
+}
+
+/// Kafka's group ACL check, then the coordinator's own checks.
+fn check(ctx: &RequestContext, op: Operation, group: &str) -> Result<i32, i16> {
+    if ctx.group_denied(op, group) {
+        return Err(code(ResponseError::GroupAuthorizationFailed));
+    }
+    ctx.broker.groups.check(&ctx.broker, group)
 }

@@ -7,6 +7,7 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use super::RequestContext;
+use crate::security::acl::{CLUSTER_RESOURCE, Operation, ResourceType};
 
 pub async fn handle(ctx: &RequestContext, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let resp = InitProducerIdResponse::default()
@@ -18,6 +19,15 @@ pub async fn handle(ctx: &RequestContext, req: InitProducerIdRequest) -> InitPro
         return resp.with_error_code(ResponseError::CoordinatorNotAvailable.code());
     }
     let broker = &ctx.broker;
+    if ctx.authorizing() {
+        // Kafka: IDEMPOTENT_WRITE on the cluster, or WRITE on some topic.
+        let md = broker.metadata.current();
+        let allowed = ctx.allowed_quietly(&md, Operation::IdempotentWrite, ResourceType::Cluster, CLUSTER_RESOURCE)
+            || ctx.any_allowed(&md, Operation::Write, ResourceType::Topic);
+        if !allowed {
+            return resp.with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+        }
+    }
     match broker
         .producer_ids
         .next_id(broker.node_id, broker.metadata.as_ref())

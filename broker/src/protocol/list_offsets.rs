@@ -6,6 +6,7 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, TopicName};
 
+use crate::security::acl::Operation;
 use super::{RequestContext, absent_partition_error};
 use crate::replica::Partition;
 
@@ -14,6 +15,7 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffset
     let v = ctx.version;
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
+        let denied = ctx.topic_denied(Operation::Describe, &t.name.0);
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
             partitions.push({
@@ -23,6 +25,7 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffset
                     .with_offset(-1);
                 let epoch = if v >= 4 { p.current_leader_epoch } else { -1 };
                 let result = match broker.replicas.get(&t.name.0, p.partition_index) {
+                    _ if denied => Err(ResponseError::TopicAuthorizationFailed.code()),
                     None => Err(absent_partition_error(broker, &t.name.0, p.partition_index)),
                     Some(partition) => {
                         // Special timestamps only exist from the version that defined them.

@@ -14,6 +14,10 @@ use uuid::Uuid;
 use super::RequestContext;
 use super::topics::{self, NewTopic};
 use crate::metadata::{ClusterMetadata, TopicMetadata};
+use crate::security::acl::{CLUSTER_RESOURCE, Operation, ResourceType};
+
+/// Unauthorized topics, existing or not, get the same answer.
+const DENIED: i16 = ResponseError::TopicAuthorizationFailed.code();
 
 pub fn is_internal(name: &str) -> bool {
     name == "__consumer_offsets" || name == "__transaction_state"
@@ -99,7 +103,16 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
     let mut topics = Vec::new();
     match wanted {
         None => {
-            topics.extend(md.topics.values().map(|t| describe_topic(&md, t, v)));
+            // Topics the principal may not describe are left out: their names leak nothing.
+            topics.extend(
+                md.topics
+                    .values()
+                    .filter(|t| {
+                        !ctx.authorizing()
+                            || ctx.allowed_quietly(&md, Operation::Describe, ResourceType::Topic, &t.name)
+                    })
+                    .map(|t| describe_topic(&md, t, v)),
+            );
         }
         Some(list) => {
             // Create missing topics first so the response describes them.
@@ -108,6 +121,10 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
                 let Some(name) = rt.name.as_ref().map(|n| n.0.to_string()) else {
                     continue;
                 };
+                if ctx.authorizing() && !ctx.allowed(&md, Operation::Describe, ResourceType::Topic, &name) {
+                    results.insert(i, error_topic(Some(&name), Uuid::nil(), DENIED, v));
+                    continue;
+                }
                 if md.topics.contains_key(&name) {
                     continue;
                 }
@@ -125,6 +142,13 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
                             v,
                         ),
                     );
+                    continue;
+                }
+                if ctx.authorizing()
+                    && !ctx.allowed_quietly(&md, Operation::Create, ResourceType::Cluster, CLUSTER_RESOURCE)
+                    && !ctx.allowed(&md, Operation::Create, ResourceType::Topic, &name)
+                {
+                    results.insert(i, error_topic(Some(&name), Uuid::nil(), DENIED, v));
                     continue;
                 }
                 let created = topics::create(
@@ -163,7 +187,12 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
                         .topic_name_by_id(&rt.topic_id)
                         .and_then(|n| md.topics.get(n)),
                 };
+                let authorized = !ctx.authorizing()
+                    || found.is_some_and(|t| {
+                        ctx.allowed(&md, Operation::Describe, ResourceType::Topic, &t.name)
+                    });
                 topics.push(match found {
+                    _ if !authorized => error_topic(by_name.as_deref(), rt.topic_id, DENIED, v),
                     Some(t) => describe_topic(&md, t, v),
                     None if by_name.is_none() => {
                         error_topic(None, rt.topic_id, ResponseError::UnknownTopicId.code(), v)

@@ -1,7 +1,10 @@
 //! Kafka request handling: decode a frame with kafka-protocol, run the API's handler,
 //! encode the response. One module per API.
 
+mod acls;
 mod api_versions;
+pub mod authz;
+mod client_quotas;
 pub mod configs;
 mod create_partitions;
 mod create_topics;
@@ -18,6 +21,8 @@ pub mod metadata;
 mod offset_for_leader_epoch;
 mod produce;
 pub mod reassignments;
+pub mod sasl;
+mod scram_credentials;
 pub mod topics;
 pub mod versions;
 
@@ -26,6 +31,7 @@ mod tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -44,10 +50,12 @@ pub enum Outcome {
     NoResponse,
     /// Protocol violation: log it and close the connection, as Kafka does.
     Close(String),
+    /// Send this frame, then close (failed authentication).
+    RespondClose(Bytes, String),
 }
 
 /// Per-request facts handlers may need.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RequestContext {
     pub broker: Arc<Broker>,
     pub api: ApiKey,
@@ -58,11 +66,29 @@ pub struct RequestContext {
     /// Name of the listener the request arrived on: Metadata answers with the brokers'
     /// endpoints on the same listener.
     pub listener: Arc<str>,
+    /// `User:name` of the connection (`User:ANONYMOUS` when unauthenticated).
+    pub principal: Arc<str>,
+    /// Client host as ACLs name it.
+    pub host: String,
+    pub started: Instant,
+    /// Size of the request frame (produce quotas).
+    pub request_bytes: usize,
+    /// Throttle time given in the response; the connection waits that long.
+    pub throttle_ms: AtomicI32,
+    /// Replication traffic is not subject to client quotas.
+    pub quota_exempt: AtomicBool,
 }
 
 impl RequestContext {
     pub fn client(&self) -> &str {
         self.client_id.as_deref().unwrap_or("-")
+    }
+
+    /// The user name without `User:` (quota entities use it).
+    pub fn user(&self) -> &str {
+        self.principal
+            .strip_prefix("User:")
+            .unwrap_or(&self.principal)
     }
 }
 
@@ -88,8 +114,9 @@ pub fn encode_frame<R: Encodable>(
     Ok(buf.freeze())
 }
 
-fn respond<R: Encodable>(ctx: &RequestContext, body: &R) -> Outcome {
-    match encode_frame(ctx.api, ctx.version, ctx.correlation_id, body) {
+fn respond<R: Encodable + client_quotas::Throttle>(ctx: &RequestContext, mut body: R) -> Outcome {
+    client_quotas::apply(ctx, &mut body);
+    match encode_frame(ctx.api, ctx.version, ctx.correlation_id, &body) {
         Ok(b) => Outcome::Respond(b),
         Err(e) => Outcome::Close(e),
     }
@@ -99,13 +126,29 @@ fn be_i16(b: &[u8]) -> i16 {
     i16::from_be_bytes([b[0], b[1]])
 }
 
+macro_rules! decode_or_close {
+    ($ty:ty, $ctx:expr, $body:expr) => {
+        match <$ty>::decode(&mut $body, $ctx.version) {
+            Ok(r) => r,
+            Err(e) => {
+                return Outcome::Close(format!(
+                    "malformed {:?} v{} request body: {e}",
+                    $ctx.api, $ctx.version
+                ));
+            }
+        }
+    };
+}
+
 /// Handles one request frame (without its size prefix).
 pub async fn handle_frame(
     broker: &Arc<Broker>,
     mut frame: Bytes,
     peer: SocketAddr,
-    listener: &Arc<str>,
+    session: &mut sasl::Session,
 ) -> Outcome {
+    use kafka_protocol::messages as m;
+    let request_bytes = frame.len() + 4;
     if frame.len() < 8 {
         broker.metrics.connection_error("malformed_request");
         return Outcome::Close(format!(
@@ -127,6 +170,10 @@ pub async fn handle_frame(
         return Outcome::Close(
             "this broker lost contact with the controller; use the other brokers".into(),
         );
+    }
+    if let Some(reason) = session.refuse(api) {
+        broker.metrics.connection_error("unauthenticated");
+        return Outcome::Close(reason);
     }
     let Some((min, max)) = versions::supported_range(api) else {
         broker.metrics.connection_error("unsupported_api");
@@ -160,10 +207,31 @@ pub async fn handle_frame(
         correlation_id,
         client_id: header.client_id,
         peer,
-        listener: listener.clone(),
+        listener: session.listener.clone(),
+        principal: session.principal.clone(),
+        host: peer.ip().to_string(),
+        started: Instant::now(),
+        request_bytes,
+        throttle_ms: AtomicI32::new(0),
+        quota_exempt: AtomicBool::new(false),
     };
-    let started = Instant::now();
-    let outcome = dispatch(&ctx, frame).await;
+    let started = ctx.started;
+    let outcome = match api {
+        ApiKey::SaslHandshake => {
+            let req = decode_or_close!(m::SaslHandshakeRequest, ctx, frame);
+            sasl::handshake(&ctx, session, req)
+        }
+        ApiKey::SaslAuthenticate => {
+            let req = decode_or_close!(m::SaslAuthenticateRequest, ctx, frame);
+            sasl::authenticate(&ctx, session, req)
+        }
+        _ => dispatch(&ctx, frame).await,
+    };
+    let throttle = ctx.throttle_ms.load(Ordering::Relaxed);
+    if throttle > 0 {
+        session.throttled_until =
+            Some(Instant::now() + std::time::Duration::from_millis(throttle as u64));
+    }
     let label = ApiLabel {
         api: versions::api_name(api),
     };
@@ -181,30 +249,16 @@ pub async fn handle_frame(
     outcome
 }
 
-macro_rules! decode_or_close {
-    ($ty:ty, $ctx:expr, $body:expr) => {
-        match <$ty>::decode(&mut $body, $ctx.version) {
-            Ok(r) => r,
-            Err(e) => {
-                return Outcome::Close(format!(
-                    "malformed {:?} v{} request body: {e}",
-                    $ctx.api, $ctx.version
-                ));
-            }
-        }
-    };
-}
-
 async fn dispatch(ctx: &RequestContext, mut body: Bytes) -> Outcome {
     use kafka_protocol::messages as m;
     match ctx.api {
         ApiKey::ApiVersions => {
             let req = decode_or_close!(m::ApiVersionsRequest, ctx, body);
-            respond(ctx, &api_versions::handle(ctx, req))
+            respond(ctx, api_versions::handle(ctx, req))
         }
         ApiKey::Metadata => {
             let req = decode_or_close!(m::MetadataRequest, ctx, body);
-            respond(ctx, &metadata::handle(ctx, req).await)
+            respond(ctx, metadata::handle(ctx, req).await)
         }
         ApiKey::Produce => {
             let req = decode_or_close!(m::ProduceRequest, ctx, body);
@@ -216,112 +270,140 @@ async fn dispatch(ctx: &RequestContext, mut body: Bytes) -> Outcome {
                     "acks=0 produce failed; closing so the producer refreshes metadata".into(),
                 ),
                 (0, false) => Outcome::NoResponse,
-                _ => respond(ctx, &resp),
+                _ => respond(ctx, resp),
             }
         }
         ApiKey::Fetch => {
             let req = decode_or_close!(m::FetchRequest, ctx, body);
-            respond(ctx, &fetch::handle(ctx, req).await)
+            respond(ctx, fetch::handle(ctx, req).await)
         }
         ApiKey::ListOffsets => {
             let req = decode_or_close!(m::ListOffsetsRequest, ctx, body);
-            respond(ctx, &list_offsets::handle(ctx, req).await)
+            respond(ctx, list_offsets::handle(ctx, req).await)
         }
         ApiKey::CreateTopics => {
             let req = decode_or_close!(m::CreateTopicsRequest, ctx, body);
-            respond(ctx, &create_topics::handle(ctx, req).await)
+            respond(ctx, create_topics::handle(ctx, req).await)
         }
         ApiKey::DeleteTopics => {
             let req = decode_or_close!(m::DeleteTopicsRequest, ctx, body);
-            respond(ctx, &delete_topics::handle(ctx, req).await)
+            respond(ctx, delete_topics::handle(ctx, req).await)
         }
         ApiKey::CreatePartitions => {
             let req = decode_or_close!(m::CreatePartitionsRequest, ctx, body);
-            respond(ctx, &create_partitions::handle(ctx, req).await)
+            respond(ctx, create_partitions::handle(ctx, req).await)
         }
         ApiKey::DeleteRecords => {
             let req = decode_or_close!(m::DeleteRecordsRequest, ctx, body);
-            respond(ctx, &delete_records::handle(ctx, req).await)
+            respond(ctx, delete_records::handle(ctx, req).await)
         }
         ApiKey::OffsetForLeaderEpoch => {
             let req = decode_or_close!(m::OffsetForLeaderEpochRequest, ctx, body);
-            respond(ctx, &offset_for_leader_epoch::handle(ctx, req))
+            respond(ctx, offset_for_leader_epoch::handle(ctx, req))
         }
         ApiKey::DescribeConfigs => {
             let req = decode_or_close!(m::DescribeConfigsRequest, ctx, body);
-            respond(ctx, &configs::describe(ctx, req))
+            respond(ctx, configs::describe(ctx, req))
         }
         ApiKey::AlterConfigs => {
             let req = decode_or_close!(m::AlterConfigsRequest, ctx, body);
-            respond(ctx, &configs::alter(ctx, req).await)
+            respond(ctx, configs::alter(ctx, req).await)
         }
         ApiKey::IncrementalAlterConfigs => {
             let req = decode_or_close!(m::IncrementalAlterConfigsRequest, ctx, body);
-            respond(ctx, &configs::incremental_alter(ctx, req).await)
+            respond(ctx, configs::incremental_alter(ctx, req).await)
         }
         ApiKey::AlterPartitionReassignments => {
             let req = decode_or_close!(m::AlterPartitionReassignmentsRequest, ctx, body);
-            respond(ctx, &reassignments::alter(ctx, req).await)
+            respond(ctx, reassignments::alter(ctx, req).await)
         }
         ApiKey::ListPartitionReassignments => {
             let req = decode_or_close!(m::ListPartitionReassignmentsRequest, ctx, body);
-            respond(ctx, &reassignments::list(ctx, req))
+            respond(ctx, reassignments::list(ctx, req))
         }
         ApiKey::ElectLeaders => {
             let req = decode_or_close!(m::ElectLeadersRequest, ctx, body);
-            respond(ctx, &reassignments::elect(ctx, req).await)
+            respond(ctx, reassignments::elect(ctx, req).await)
         }
         ApiKey::DescribeCluster => {
             let req = decode_or_close!(m::DescribeClusterRequest, ctx, body);
-            respond(ctx, &describe_cluster::handle(ctx, req))
+            respond(ctx, describe_cluster::handle(ctx, req))
         }
         ApiKey::FindCoordinator => {
             let req = decode_or_close!(m::FindCoordinatorRequest, ctx, body);
-            respond(ctx, &find_coordinator::handle(ctx, req).await)
+            respond(ctx, find_coordinator::handle(ctx, req).await)
         }
         ApiKey::InitProducerId => {
             let req = decode_or_close!(m::InitProducerIdRequest, ctx, body);
-            respond(ctx, &init_producer_id::handle(ctx, req).await)
+            respond(ctx, init_producer_id::handle(ctx, req).await)
         }
         ApiKey::JoinGroup => {
             let req = decode_or_close!(m::JoinGroupRequest, ctx, body);
-            respond(ctx, &groups::join(ctx, req).await)
+            respond(ctx, groups::join(ctx, req).await)
         }
         ApiKey::SyncGroup => {
             let req = decode_or_close!(m::SyncGroupRequest, ctx, body);
-            respond(ctx, &groups::sync(ctx, req).await)
+            respond(ctx, groups::sync(ctx, req).await)
         }
         ApiKey::Heartbeat => {
             let req = decode_or_close!(m::HeartbeatRequest, ctx, body);
-            respond(ctx, &groups::heartbeat(ctx, req))
+            respond(ctx, groups::heartbeat(ctx, req))
         }
         ApiKey::LeaveGroup => {
             let req = decode_or_close!(m::LeaveGroupRequest, ctx, body);
-            respond(ctx, &groups::leave(ctx, req).await)
+            respond(ctx, groups::leave(ctx, req).await)
         }
         ApiKey::OffsetCommit => {
             let req = decode_or_close!(m::OffsetCommitRequest, ctx, body);
-            respond(ctx, &groups::offset_commit(ctx, req).await)
+            respond(ctx, groups::offset_commit(ctx, req).await)
         }
         ApiKey::OffsetFetch => {
             let req = decode_or_close!(m::OffsetFetchRequest, ctx, body);
-            respond(ctx, &groups::offset_fetch(ctx, req))
+            respond(ctx, groups::offset_fetch(ctx, req))
         }
         ApiKey::OffsetDelete => {
             let req = decode_or_close!(m::OffsetDeleteRequest, ctx, body);
-            respond(ctx, &groups::offset_delete(ctx, req).await)
+            respond(ctx, groups::offset_delete(ctx, req).await)
         }
         ApiKey::ListGroups => {
             let req = decode_or_close!(m::ListGroupsRequest, ctx, body);
-            respond(ctx, &groups::list(ctx, req))
+            respond(ctx, groups::list(ctx, req))
         }
         ApiKey::DescribeGroups => {
             let req = decode_or_close!(m::DescribeGroupsRequest, ctx, body);
-            respond(ctx, &groups::describe(ctx, req))
+            respond(ctx, groups::describe(ctx, req))
         }
         ApiKey::DeleteGroups => {
             let req = decode_or_close!(m::DeleteGroupsRequest, ctx, body);
-            respond(ctx, &groups::delete(ctx, req).await)
+            respond(ctx, groups::delete(ctx, req).await)
+        }
+        ApiKey::DescribeAcls => {
+            let req = decode_or_close!(m::DescribeAclsRequest, ctx, body);
+            respond(ctx, acls::describe(ctx, req))
+        }
+        ApiKey::CreateAcls => {
+            let req = decode_or_close!(m::CreateAclsRequest, ctx, body);
+            respond(ctx, acls::create(ctx, req).await)
+        }
+        ApiKey::DeleteAcls => {
+            let req = decode_or_close!(m::DeleteAclsRequest, ctx, body);
+            respond(ctx, acls::delete(ctx, req).await)
+        }
+        ApiKey::DescribeUserScramCredentials => {
+            let req = decode_or_close!(m::DescribeUserScramCredentialsRequest, ctx, body);
+            respond(ctx, scram_credentials::describe(ctx, req))
+        }
+        ApiKey::AlterUserScramCredentials => {
+            let req = decode_or_close!(m::AlterUserScramCredentialsRequest, ctx, body);
+            respond(ctx, scram_credentials::alter(ctx, req).await)
+        }
+        ApiKey::DescribeClientQuotas => {
+            let req = decode_or_close!(m::DescribeClientQuotasRequest, ctx, body);
+            respond(ctx, client_quotas::describe(ctx, req))
+        }
+        ApiKey::AlterClientQuotas => {
+            let req = decode_or_close!(m::AlterClientQuotasRequest, ctx, body);
+            respond(ctx, client_quotas::alter(ctx, req).await)
         }
         other => Outcome::Close(format!("API {other:?} is not supported by this broker")),
     }

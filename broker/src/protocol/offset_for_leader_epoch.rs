@@ -8,6 +8,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
 use super::RequestContext;
+use crate::security::acl::Operation;
 
 pub fn handle(
     ctx: &RequestContext,
@@ -16,10 +17,13 @@ pub fn handle(
     let broker = &ctx.broker;
     // replica_id (v3+) >= 0: a follower truncating to this leader's log.
     let for_follower = ctx.version >= 3 && req.replica_id.0 >= 0;
+    let follower_denied = for_follower && ctx.cluster_denied(Operation::ClusterAction);
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
+            let denied =
+                follower_denied || (!for_follower && ctx.topic_denied(Operation::Describe, &t.topic.0));
             let partitions = t
                 .partitions
                 .iter()
@@ -29,6 +33,7 @@ pub fn handle(
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
                     match broker.replicas.get(&t.topic.0, p.partition) {
+                        _ if denied => r.error_code = ResponseError::TopicAuthorizationFailed.code(),
                         None => r.error_code = ResponseError::UnknownTopicOrPartition.code(),
                         Some(partition) => {
                             match partition.end_offset_for_epoch(

@@ -16,6 +16,7 @@ use crate::log::LogError;
 use crate::log::config::TimestampType;
 use crate::log::validate;
 use crate::replica::{Partition, PartitionError};
+use crate::security::acl::{Operation, ResourceType};
 
 /// A partition append whose response still waits for acks=all or an fsync.
 struct Pending {
@@ -48,15 +49,33 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> (ProduceRespon
     let mut pending: Vec<Pending> = Vec::new();
     let mut topics = Vec::with_capacity(req.topic_data.len());
     let mut any_error = false;
+    // Only looked up when an authorizer is on.
+    let md = ctx.authorizing().then(|| broker.metadata.current());
+    let txn_denied = match (&md, &req.transactional_id) {
+        (Some(md), Some(id)) => !ctx.allowed(md, Operation::Write, ResourceType::TransactionalId, id),
+        _ => false,
+    };
     for (ti, topic) in req.topic_data.into_iter().enumerate() {
         let name: Option<Arc<str>> = if v >= 13 {
             broker.replicas.topic_name(&topic.topic_id)
         } else {
             Some(Arc::from(topic.name.0.as_str()))
         };
+        let denied = match (&md, &name) {
+            _ if txn_denied => Some(ResponseError::TransactionalIdAuthorizationFailed),
+            (Some(md), Some(n)) if !ctx.allowed(md, Operation::Write, ResourceType::Topic, n) => {
+                Some(ResponseError::TopicAuthorizationFailed)
+            }
+            _ => None,
+        };
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for (pi, pd) in topic.partition_data.into_iter().enumerate() {
             let index = pd.index;
+            if let Some(e) = denied {
+                any_error = true;
+                partitions.push(error_response(index, e.code(), None));
+                continue;
+            }
             let Some(name) = name.as_ref() else {
                 any_error = true;
                 partitions.push(error_response(

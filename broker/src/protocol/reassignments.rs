@@ -2,6 +2,7 @@
 //! replicas and leadership, as `kafka-reassign-partitions.sh` and
 //! `kafka-leader-election.sh` (and every admin client) drive them.
 
+use crate::security::acl::Operation;
 use std::collections::BTreeMap;
 
 use kafka_protocol::ResponseError;
@@ -37,6 +38,11 @@ pub async fn alter(
     ctx: &RequestContext,
     req: AlterPartitionReassignmentsRequest,
 ) -> AlterPartitionReassignmentsResponse {
+    if ctx.cluster_denied(Operation::Alter) {
+        return AlterPartitionReassignmentsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(super::msg("ALTER on the cluster is required to move partitions"));
+    }
     let md = ctx.broker.metadata.current();
     // v0 had no such flag and allowed it.
     let allow_rf_change = ctx.version == 0 || req.allow_replication_factor_change;
@@ -154,6 +160,11 @@ pub fn list(
     ctx: &RequestContext,
     req: ListPartitionReassignmentsRequest,
 ) -> ListPartitionReassignmentsResponse {
+    if ctx.cluster_denied(Operation::Describe) {
+        return ListPartitionReassignmentsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(super::msg("DESCRIBE on the cluster is required to list reassignments"));
+    }
     let md = ctx.broker.metadata.current();
     let wanted: Option<BTreeMap<&str, &[i32]>> = req.topics.as_ref().map(|ts| {
         ts.iter()
@@ -197,6 +208,10 @@ pub fn list(
 const PREFERRED: i8 = 0;
 
 pub async fn elect(ctx: &RequestContext, req: ElectLeadersRequest) -> ElectLeadersResponse {
+    if ctx.cluster_denied(Operation::Alter) {
+        return ElectLeadersResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+    }
     let md = ctx.broker.metadata.current();
     let election_type = if ctx.version >= 1 {
         req.election_type

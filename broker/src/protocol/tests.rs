@@ -98,12 +98,12 @@ async fn roundtrip<R: Request>(h: &Harness, key: ApiKey, version: i16, req: &R) 
     header.encode(&mut buf, R::header_version(version)).unwrap();
     req.encode(&mut buf, version)
         .unwrap_or_else(|e| panic!("{key:?} v{version}: test request does not encode: {e}"));
-    let listener: Arc<str> = Arc::from("PLAINTEXT");
+    let mut session = super::sasl::Session::plaintext();
     let outcome = handle_frame(
         &h.broker,
         buf.freeze(),
         "127.0.0.1:1".parse().unwrap(),
-        &listener,
+        &mut session,
     )
     .await;
     let Outcome::Respond(mut frame) = outcome else {
@@ -718,7 +718,7 @@ async fn group_apis_at_every_version() {
 #[tokio::test]
 async fn protocol_violations_close_the_connection() {
     let h = harness().await;
-    let listener: Arc<str> = Arc::from("PLAINTEXT");
+    let mut session = super::sasl::Session::plaintext();
     let peer = "127.0.0.1:1".parse().unwrap();
     let frame = |key: i16, version: i16, body: &[u8]| {
         let mut b = BytesMut::new();
@@ -742,7 +742,7 @@ async fn protocol_violations_close_the_connection() {
             "truncated body",
         ),
     ] {
-        let out = handle_frame(&h.broker, f, peer, &listener).await;
+        let out = handle_frame(&h.broker, f, peer, &mut session).await;
         assert!(matches!(out, Outcome::Close(_)), "{why}: {out:?}");
     }
     // ApiVersions of an unknown version: a v0 answer with UNSUPPORTED_VERSION.
@@ -750,7 +750,7 @@ async fn protocol_violations_close_the_connection() {
         &h.broker,
         frame(ApiKey::ApiVersions as i16, 99, &[]),
         peer,
-        &listener,
+        &mut session,
     )
     .await
     else {

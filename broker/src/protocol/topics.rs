@@ -39,6 +39,7 @@ impl From<MetadataError> for TopicError {
             MetadataError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
             MetadataError::InvalidUpdateVersion { .. } => ResponseError::InvalidUpdateVersion,
             MetadataError::InvalidIsr { .. } => ResponseError::InvalidRequest,
+            MetadataError::UnknownCredential(_) => ResponseError::ResourceNotFound,
             // Retriable: clients try again, by then a quorum leader is usually elected.
             MetadataError::Unavailable(_) => ResponseError::RequestTimedOut,
             MetadataError::Storage(_) | MetadataError::Closed => ResponseError::UnknownServerError,

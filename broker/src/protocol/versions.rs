@@ -38,6 +38,17 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
+    // v0 is advertised because librdkafka only enables SASL when the range reaches it; a
+    // v0 handshake (raw tokens, no SaslAuthenticate) itself is refused.
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
 ];
 
 /// Produce versions advertised for client compatibility but not served.
@@ -82,6 +93,15 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::ListGroups => "list_groups",
         ApiKey::DescribeGroups => "describe_groups",
         ApiKey::DeleteGroups => "delete_groups",
+        ApiKey::SaslHandshake => "sasl_handshake",
+        ApiKey::SaslAuthenticate => "sasl_authenticate",
+        ApiKey::DescribeAcls => "describe_acls",
+        ApiKey::CreateAcls => "create_acls",
+        ApiKey::DeleteAcls => "delete_acls",
+        ApiKey::DescribeUserScramCredentials => "describe_user_scram_credentials",
+        ApiKey::AlterUserScramCredentials => "alter_user_scram_credentials",
+        ApiKey::DescribeClientQuotas => "describe_client_quotas",
+        ApiKey::AlterClientQuotas => "alter_client_quotas",
         _ => "other",
     }
 }

@@ -30,16 +30,27 @@ pub enum ClientError {
     },
 }
 
+/// A TCP or TLS stream to the leader.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug> Stream for T {}
+
 #[derive(Debug)]
 pub struct LeaderConnection {
     addr: String,
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     next_correlation: i32,
     client_id: StrBytes,
 }
 
 impl LeaderConnection {
-    pub async fn connect(addr: &str, node_id: i32, timeout: Duration) -> Result<Self, ClientError> {
+    /// `tls`: the inter-broker listener's key material when it is an SSL listener (read
+    /// at every connect, so rotated certificates are picked up).
+    pub async fn connect(
+        addr: &str,
+        node_id: i32,
+        timeout: Duration,
+        tls: Option<&crate::config::security::TlsFiles>,
+    ) -> Result<Self, ClientError> {
         let io = |source| ClientError::Io {
             addr: addr.to_string(),
             source,
@@ -54,6 +65,22 @@ impl LeaderConnection {
             }
         };
         stream.set_nodelay(true).map_err(io)?;
+        let stream: Box<dyn Stream> = match tls {
+            None => Box::new(stream),
+            Some(files) => {
+                let other = |e: String| io(std::io::Error::other(e));
+                let cfg = crate::security::tls::client_config(files).map_err(|e| other(e.to_string()))?;
+                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                    .map_err(|e| other(format!("invalid TLS server name {host}: {e}")))?;
+                let handshake = tokio_rustls::TlsConnector::from(cfg).connect(name, stream);
+                match tokio::time::timeout(timeout, handshake).await {
+                    Ok(r) => Box::new(r.map_err(|e| other(format!("TLS handshake: {e}")))?),
+                    Err(_) => return Err(other("TLS handshake timed out".into())),
+                }
+            }
+        };
         Ok(Self {
             addr: addr.to_string(),
             stream,

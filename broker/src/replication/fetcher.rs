@@ -250,7 +250,14 @@ async fn run(
         }
         let c = match &mut conn {
             Some(c) => c,
-            None => match LeaderConnection::connect(&addr, broker.node_id, CONNECT_TIMEOUT).await {
+            None => match LeaderConnection::connect(
+                &addr,
+                broker.node_id,
+                CONNECT_TIMEOUT,
+                broker.security.inter_broker_tls.as_ref(),
+            )
+            .await
+            {
                 Ok(c) => conn.insert(c),
                 Err(e) => {
                     report(&mut failing_since, leader, &e);

@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 
 use crate::broker::Broker;
+use crate::protocol::sasl::Session;
 use crate::protocol::{Outcome, handle_frame};
 
 /// Requests read ahead of the one being handled.
@@ -27,8 +26,8 @@ enum ReadEnd {
     Error(std::io::Error),
 }
 
-async fn read_more(
-    rd: &mut OwnedReadHalf,
+async fn read_more<R: AsyncRead + Unpin>(
+    rd: &mut R,
     buf: &mut BytesMut,
     idle: Duration,
 ) -> Result<(), ReadEnd> {
@@ -40,8 +39,8 @@ async fn read_more(
     }
 }
 
-async fn read_frames(
-    mut rd: OwnedReadHalf,
+async fn read_frames<R: AsyncRead + Unpin>(
+    mut rd: R,
     tx: mpsc::Sender<Bytes>,
     max_frame: usize,
     idle: Duration,
@@ -83,9 +82,19 @@ async fn read_frames(
     }
 }
 
-pub async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, listener: Arc<str>) {
-    let _ = stream.set_nodelay(true);
-    let (rd, wr) = stream.into_split();
+/// Serves one connection given its read and write halves (a TCP stream's own halves,
+/// or those of a TLS stream).
+pub async fn run<R, W>(
+    broker: Arc<Broker>,
+    rd: R,
+    wr: W,
+    peer: SocketAddr,
+    mut session: Session,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin,
+{
+    let listener = session.listener.clone();
     let mut wr = BufWriter::with_capacity(32 * 1024, wr);
     let (tx, mut rx) = mpsc::channel::<Bytes>(READ_AHEAD);
     let max_frame = broker.config.socket_request_max_bytes;
@@ -93,7 +102,12 @@ pub async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, liste
     let mut reader = tokio::spawn(read_frames(rd, tx, max_frame, idle, broker.clone()));
 
     while let Some(frame) = rx.recv().await {
-        match handle_frame(&broker, frame, peer, &listener).await {
+        if let Some(until) = session.throttled_until.take() {
+            // Kafka mutes a throttled client's channel: its next request waits.
+            let _ = wr.flush().await;
+            tokio::time::sleep_until(until.into()).await;
+        }
+        match handle_frame(&broker, frame, peer, &mut session).await {
             Outcome::Respond(bytes) => {
                 let len = bytes.len() as u64;
                 let mut result = wr.write_all(&bytes).await;
@@ -113,6 +127,13 @@ pub async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, liste
             }
             Outcome::Close(reason) => {
                 tracing::warn!(%peer, listener = %listener, %reason, "closing connection");
+                break;
+            }
+            Outcome::RespondClose(bytes, reason) => {
+                // The client reads why (e.g. failed authentication) before the close.
+                let _ = wr.write_all(&bytes).await;
+                let _ = wr.flush().await;
+                tracing::debug!(%peer, listener = %listener, %reason, "closing connection");
                 break;
             }
         }

@@ -5,12 +5,15 @@ pub mod connection;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 use crate::broker::Broker;
 use crate::config::Listener;
+use crate::protocol::sasl::Session;
 
 #[derive(Debug)]
 pub struct BoundListener {
@@ -73,9 +76,60 @@ pub async fn serve(broker: Arc<Broker>, bound: BoundListener, connections: TaskT
         let b = broker.clone();
         let name = bound.name.clone();
         connections.spawn(async move {
-            connection::run(b.clone(), stream, peer, name).await;
+            start(b.clone(), stream, peer, name).await;
             b.metrics.connections_active.dec();
             drop(permit);
         });
     }
+}
+
+/// Time a client gets to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sets up the listener's security (TLS handshake, client certificate principal) and
+/// serves the connection.
+async fn start(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, listener: Arc<str>) {
+    let _ = stream.set_nodelay(true);
+    let Some(security) = broker.config.security.listener(&listener) else {
+        return;
+    };
+    let mut session = Session::new(listener.clone(), security);
+    let Some(tls) = broker.security.tls.get(&*listener) else {
+        let (rd, wr) = stream.into_split();
+        connection::run(broker, rd, wr, peer, session).await;
+        return;
+    };
+    let accepted = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await;
+    let stream = match accepted {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            broker.metrics.authentication_failure("tls_handshake");
+            broker.security.audit.authentication_failed(
+                &peer.to_string(),
+                &listener,
+                "TLS",
+                &format!("TLS handshake failed: {e}"),
+            );
+            return;
+        }
+        Err(_) => {
+            broker.metrics.authentication_failure("tls_handshake_timeout");
+            tracing::debug!(%peer, %listener, "TLS handshake timed out");
+            return;
+        }
+    };
+    match tls.client_principal(stream.get_ref().1.peer_certificates()) {
+        Ok(Some(user)) if !session.protocol.sasl() => session.set_principal(&user),
+        Ok(_) => {}
+        Err(reason) => {
+            broker.metrics.authentication_failure("tls_principal");
+            broker
+                .security
+                .audit
+                .authentication_failed(&peer.to_string(), &listener, "TLS", &reason);
+            return;
+        }
+    }
+    let (rd, wr) = tokio::io::split(stream);
+    connection::run(broker, rd, wr, peer, session).await;
 }
