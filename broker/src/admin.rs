@@ -38,14 +38,26 @@ pub async fn serve(
     shutdown: CancellationToken,
     admin: AdminService,
     quorum: crate::metadata::quorum::service::QuorumService,
+    tls: Option<Arc<crate::security::tls::TlsServer>>,
 ) {
     let addr = listener.local_addr().ok();
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    let result = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .add_service(AdminServer::new(admin))
-        .add_service(sluice_api::quorum::quorum_server::QuorumServer::new(quorum))
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-        .await;
+        .add_service(sluice_api::quorum::quorum_server::QuorumServer::new(quorum));
+    let result = match tls {
+        None => {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned())
+                .await
+        }
+        Some(tls) => {
+            let incoming = crate::security::internal::incoming(listener, tls, shutdown.clone());
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+                .await
+        }
+    };
     if let Err(e) = result {
         tracing::error!(error = %e, addr = ?addr, "internal gRPC server failed");
     }
@@ -551,12 +563,12 @@ impl Admin for AdminService {
             let addr = quorum.leader_internal_addr().ok_or_else(|| {
                 Status::unavailable("NOT_CONTROLLER: no metadata quorum leader is known")
             })?;
-            let mut leader =
-                sluice_api::admin::admin_client::AdminClient::connect(format!("http://{addr}"))
-                    .await
-                    .map_err(|e| {
-                        Status::unavailable(format!("cannot reach the quorum leader: {e}"))
-                    })?;
+            let channel = crate::security::internal::endpoint(&addr)
+                .map_err(Status::unavailable)?
+                .connect()
+                .await
+                .map_err(|e| Status::unavailable(format!("cannot reach the quorum leader: {e}")))?;
+            let mut leader = sluice_api::admin::admin_client::AdminClient::new(channel);
             leader
                 .set_quorum_voters(SetQuorumVotersRequest { voters })
                 .await?;

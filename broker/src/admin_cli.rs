@@ -1,6 +1,8 @@
 //! `sluice-broker admin ...`: calls the admin gRPC API of a running broker and prints the
 //! answer as JSON — for operators (`kubectl exec`) and tests.
 
+use std::path::PathBuf;
+
 use anyhow::Context;
 use clap::Subcommand;
 use serde_json::{Value, json};
@@ -211,15 +213,37 @@ fn progress_json(p: RebalanceProgress) -> Value {
     })
 }
 
-pub async fn run(server: &str, cmd: AdminCommand) -> anyhow::Result<()> {
-    let url = if server.starts_with("http") {
-        server.to_string()
-    } else {
-        format!("http://{server}")
-    };
-    let mut c = AdminClient::connect(url.clone())
+/// `tls`: (CA bundle, client certificate, client key) for a TLS internal listener.
+pub async fn run(
+    server: &str,
+    tls: Option<(PathBuf, PathBuf, PathBuf)>,
+    cmd: AdminCommand,
+) -> anyhow::Result<()> {
+    let addr = server
+        .trim_start_matches("http://")
+        .trim_start_matches("https://");
+    let endpoint = match tls {
+        None => sluice_broker::security::internal::endpoint(addr),
+        Some((ca, certificate, key)) => sluice_broker::security::internal::client_endpoint(
+            addr,
+            &sluice_broker::config::security::TlsFiles {
+                certificate,
+                key,
+                truststore: Some(ca),
+                client_auth: sluice_broker::config::security::ClientAuth::None,
+                tls12: true,
+                tls13: true,
+                principal_rules: String::new(),
+                verify_hostname: true,
+            },
+        ),
+    }
+    .map_err(anyhow::Error::msg)?;
+    let channel = endpoint
+        .connect()
         .await
-        .with_context(|| format!("connecting to the admin API at {url}"))?;
+        .with_context(|| format!("connecting to the admin API at {addr}"))?;
+    let mut c = AdminClient::new(channel);
     let out = match cmd {
         AdminCommand::Status => {
             let s = c

@@ -85,6 +85,14 @@ enum Command {
         /// host:port of the broker's internal.listener.
         #[arg(long, default_value = "127.0.0.1:9093")]
         server: String,
+        /// For an internal listener with TLS: CA bundle that signed the broker's certificate.
+        #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+        tls_ca: Option<PathBuf>,
+        /// Client certificate (PEM) signed by a CA in the broker's truststore.
+        #[arg(long)]
+        tls_cert: Option<PathBuf>,
+        #[arg(long)]
+        tls_key: Option<PathBuf>,
         #[command(subcommand)]
         action: admin_cli::AdminCommand,
     },
@@ -121,12 +129,22 @@ fn main() -> anyhow::Result<()> {
             print!("{}", config::defs::markdown_reference());
             return Ok(());
         }
-        Some(Command::Admin { server, action }) => {
+        Some(Command::Admin {
+            server,
+            tls_ca,
+            tls_cert,
+            tls_key,
+            action,
+        }) => {
+            let tls = match (tls_ca, tls_cert, tls_key) {
+                (Some(ca), Some(cert), Some(key)) => Some((ca, cert, key)),
+                _ => None,
+            };
             return tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?
-                .block_on(admin_cli::run(&server, action));
+                .block_on(admin_cli::run(&server, tls, action));
         }
         None => {}
     }
@@ -211,6 +229,7 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
         )
             .context("loading TLS certificates and keys")?,
     );
+    sluice_broker::security::internal::init_clients(config.security.internal_tls.clone());
     let bound = server::bind(&config.listeners).await?;
     let http_listener = tokio::net::TcpListener::bind(config.http_listener)
         .await
@@ -284,6 +303,7 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
         internal_stop.clone(),
         admin::AdminService::new(admin_cell.clone()),
         QuorumService::new(quorum.clone()),
+        security.internal_tls.clone(),
     ));
     let quorum_failed = CancellationToken::new();
     let quorum_task = {

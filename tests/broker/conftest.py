@@ -23,7 +23,7 @@ class Broker:
     """A sluice-broker process with its own data directory."""
 
     def __init__(self, workdir: Path, overrides=None, host="127.0.0.1", port=None, http_port=None,
-                 prefix=None):
+                 prefix=None, listeners=()):
         self.workdir = workdir
         self.host = host
         # Command prefix, e.g. `ip netns exec NS` (which execs: the PID stays the broker's).
@@ -35,6 +35,14 @@ class Broker:
         self.proc = None
         self.port = port
         self.http_port = http_port
+        # Listeners after the PLAINTEXT one (which readiness and most helpers use), by
+        # name, e.g. ("SASL_SSL", "SSL"): names equal to protocols need no
+        # listener.security.protocol.map entry. Their ports, like PLAINTEXT's, are
+        # picked by the broker and kept across restarts.
+        self.extra_listeners = list(listeners)
+        self.ports = {}
+        # The admin gRPC port (internal.listener): port 0 unless the overrides name one.
+        self.internal_port = None
         self.log_path = workdir / "broker.log"
         self._log = None
         self.starts = 0
@@ -42,6 +50,10 @@ class Broker:
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def bootstrap_for(self, listener: str) -> str:
+        """host:port of the named listener (PLAINTEXT, SASL_SSL, ...)."""
+        return f"{self.host}:{self.ports[listener]}"
 
     def start(self, timeout: float = 30.0):
         self.launch()
@@ -55,14 +67,19 @@ class Broker:
         # Reuse the ports of the previous run so clients that cached the address
         # reconnect to the restarted broker.
         kafka_port = self.port or 0
+        listeners = [f"PLAINTEXT://{self.host}:{kafka_port}"]
+        listeners += [f"{name}://{self.host}:{self.ports.get(name, 0)}" for name in self.extra_listeners]
         args = [
             str(BINARY),
             "--log-dirs", str(self.data_dir),
-            "--listeners", f"PLAINTEXT://{self.host}:{kafka_port}",
+            "--listeners", ",".join(listeners),
             "--http-listener", f"{self.host}:{self.http_port or 0}",
             "--ports-file", str(ports_file),
         ]
-        for k, v in self.overrides.items():
+        overrides = dict(self.overrides)
+        # The built-in default, 0.0.0.0:9093, would clash between brokers and tests.
+        overrides.setdefault("internal.listener", f"{self.host}:{self.internal_port or 0}")
+        for k, v in overrides.items():
             args += ["--override", f"{k}={v}"]
         self._log = open(self.log_path, "ab")
         self.starts += 1
@@ -86,7 +103,9 @@ class Broker:
                     time.sleep(0.05)
                     continue
                 self.port = ports["kafka"]["PLAINTEXT"]
+                self.ports = dict(ports["kafka"])
                 self.http_port = ports["http"]
+                self.internal_port = ports.get("internal")
                 if self.ready():
                     return self
             time.sleep(0.05)
@@ -156,10 +175,10 @@ def broker_factory(tmp_path):
     """Starts brokers on demand; every one is stopped (by PID) at teardown."""
     started = []
 
-    def make(overrides=None, name="broker"):
+    def make(overrides=None, name="broker", listeners=()):
         workdir = tmp_path / name
         workdir.mkdir(parents=True, exist_ok=True)
-        b = Broker(workdir, overrides)
+        b = Broker(workdir, overrides, listeners=listeners)
         started.append(b)
         return b.start()
 

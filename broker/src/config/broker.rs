@@ -624,7 +624,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap_err();
-        assert!(err.to_string().contains("PLAINTEXT"), "{err}");
+        assert!(err.to_string().contains("ssl.keystore.location"), "{err}");
     }
 
     #[test]

@@ -169,7 +169,8 @@ impl SecurityConfig {
         {
             Some("SSL") => {
                 let get = |key: &str| listener_value(statics, "INTERNAL", key);
-                let files = tls_files(&get, "INTERNAL")?;
+                let mut files = tls_files(&get, "INTERNAL")?;
+                files.client_auth = ClientAuth::Required;
                 if files.truststore.is_none() {
                     return Err(ConfigError::Invalid(
                         "internal.listener.security.protocol=SSL needs ssl.truststore.location: \

@@ -13,6 +13,9 @@ use crate::security::acl::AclBinding;
 use crate::security::quota::{QuotaConfigs, QuotaEntity};
 use crate::security::sasl::{ScramCredential, ScramMechanism};
 
+/// Quota keys to set (`Some`) or remove (`None`).
+pub type QuotaChanges = Vec<(String, Option<f64>)>;
+
 /// Topic config (and dynamic cluster default) read by leader elections.
 pub const UNCLEAN_ELECTION: &str = "unclean.leader.election.enable";
 
@@ -134,7 +137,7 @@ pub enum MetadataCommand {
     },
     /// Sets (`Some`) or removes (`None`) client quota values, per entity.
     AlterClientQuotas {
-        entries: Vec<(QuotaEntity, Vec<(String, Option<f64>)>)>,
+        entries: Vec<(QuotaEntity, QuotaChanges)>,
     },
     /// A leader changes its partition's ISR (Kafka's AlterPartition). Refused unless the
     /// epochs match the committed state, so a deposed leader cannot change anything.

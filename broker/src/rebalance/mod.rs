@@ -47,7 +47,12 @@ pub async fn partition_sizes(broker: &Arc<Broker>) -> HashMap<(String, i32), u64
         .filter(|(id, _)| *id != broker.node_id);
     let asks = peers.map(|(id, addr)| async move {
         let call = async {
-            let mut c = AdminClient::connect(format!("http://{addr}")).await.ok()?;
+            let channel = crate::security::internal::endpoint(&addr)
+                .ok()?
+                .connect()
+                .await
+                .ok()?;
+            let mut c = AdminClient::new(channel);
             c.list_partition_sizes(ListPartitionSizesRequest {})
                 .await
                 .ok()

@@ -5,6 +5,7 @@
 pub mod acl;
 pub mod admin;
 pub mod audit;
+pub mod internal;
 pub mod principal;
 pub mod quota;
 pub mod sasl;
@@ -36,6 +37,8 @@ pub struct Security {
     pub tls: BTreeMap<String, Arc<tls::TlsServer>>,
     /// Key material followers present to leaders on an SSL inter-broker listener.
     pub inter_broker_tls: Option<crate::config::security::TlsFiles>,
+    /// TLS of the internal gRPC port.
+    pub internal_tls: Option<Arc<tls::TlsServer>>,
 }
 
 impl Security {
@@ -66,6 +69,15 @@ impl Security {
             audit: audit::AuditLog::default(),
             tls: servers,
             inter_broker_tls,
+            internal_tls: match &cfg.internal_tls {
+                // gRPC runs over HTTP/2, which tonic's clients negotiate with ALPN.
+                Some(files) => Some(Arc::new(tls::TlsServer::load_with_alpn(
+                    "internal listener",
+                    files,
+                    vec![b"h2".to_vec()],
+                )?)),
+                None => None,
+            },
         })
     }
 
@@ -80,6 +92,7 @@ impl Security {
             audit: audit::AuditLog::default(),
             tls: BTreeMap::new(),
             inter_broker_tls: None,
+            internal_tls: None,
         }
     }
 
@@ -145,7 +158,15 @@ const RELOAD_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 /// Re-reads TLS files until shutdown; a rotation applies to new connections.
 pub async fn watch_certificates(broker: Arc<crate::broker::Broker>) {
     let security = broker.security.clone();
-    if security.tls.is_empty() {
+    let mut servers: Vec<(String, Arc<tls::TlsServer>)> = security
+        .tls
+        .iter()
+        .map(|(l, s)| (l.clone(), s.clone()))
+        .collect();
+    if let Some(s) = &security.internal_tls {
+        servers.push(("internal.listener".into(), s.clone()));
+    }
+    if servers.is_empty() {
         return;
     }
     let mut last_error: BTreeMap<String, String> = BTreeMap::new();
@@ -154,7 +175,7 @@ pub async fn watch_certificates(broker: Arc<crate::broker::Broker>) {
             _ = broker.shutdown.cancelled() => return,
             _ = tokio::time::sleep(RELOAD_CHECK) => {}
         }
-        for (listener, server) in &security.tls {
+        for (listener, server) in &servers {
             let server = server.clone();
             let r = tokio::task::spawn_blocking(move || server.reload_if_changed()).await;
             match r {

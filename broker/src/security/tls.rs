@@ -125,6 +125,7 @@ fn server_config(
     what: &str,
     files: &TlsFiles,
     m: &Material,
+    alpn: &[Vec<u8>],
 ) -> Result<(ServerConfig, Option<i64>), TlsError> {
     let cfg_err = |reason: String| TlsError::Config {
         what: what.to_string(),
@@ -154,7 +155,7 @@ fn server_config(
     let mut cfg = builder
         .with_single_cert(chain, key)
         .map_err(|e| cfg_err(format!("certificate and key do not match: {e}")))?;
-    cfg.alpn_protocols.clear();
+    cfg.alpn_protocols = alpn.to_vec();
     Ok((cfg, expiry))
 }
 
@@ -163,6 +164,8 @@ fn server_config(
 pub struct TlsServer {
     what: String,
     files: TlsFiles,
+    /// ALPN protocols offered: none for Kafka, `h2` for gRPC.
+    alpn: Vec<Vec<u8>>,
     rules: MappingRules,
     current: RwLock<(Arc<ServerConfig>, Option<i64>)>,
     material: Mutex<Material>,
@@ -170,8 +173,16 @@ pub struct TlsServer {
 
 impl TlsServer {
     pub fn load(what: &str, files: &TlsFiles) -> Result<Self, TlsError> {
+        Self::load_with_alpn(what, files, Vec::new())
+    }
+
+    pub fn load_with_alpn(
+        what: &str,
+        files: &TlsFiles,
+        alpn: Vec<Vec<u8>>,
+    ) -> Result<Self, TlsError> {
         let m = Material::read(files)?;
-        let (cfg, expiry) = server_config(what, files, &m)?;
+        let (cfg, expiry) = server_config(what, files, &m, &alpn)?;
         let rules = MappingRules::parse(&files.principal_rules).map_err(|reason| {
             TlsError::Config {
                 what: what.to_string(),
@@ -181,6 +192,7 @@ impl TlsServer {
         Ok(Self {
             what: what.to_string(),
             files: files.clone(),
+            alpn,
             rules,
             current: RwLock::new((Arc::new(cfg), expiry)),
             material: Mutex::new(m),
@@ -207,7 +219,7 @@ impl TlsServer {
         if *self.material.lock() == m {
             return Ok(false);
         }
-        let (cfg, expiry) = server_config(&self.what, &self.files, &m)?;
+        let (cfg, expiry) = server_config(&self.what, &self.files, &m, &self.alpn)?;
         *self.current.write() = (Arc::new(cfg), expiry);
         *self.material.lock() = m;
         Ok(true)

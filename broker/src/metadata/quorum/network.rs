@@ -21,8 +21,8 @@ use tonic::transport::Channel;
 use super::types::{NodeId, TypeConfig};
 
 /// A lazily connecting client of a peer's quorum service.
-pub fn connect(addr: &str) -> Result<QuorumClient<Channel>, tonic::transport::Error> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+pub fn connect(addr: &str) -> Result<QuorumClient<Channel>, String> {
+    let channel = crate::security::internal::endpoint(addr)?
         .connect_timeout(Duration::from_secs(1))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(5))
