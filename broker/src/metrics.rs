@@ -27,6 +27,11 @@ pub struct ReasonLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabel {
+    pub listener: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabel {
     pub api: &'static str,
     pub error: &'static str,
@@ -51,6 +56,7 @@ pub struct Metrics {
     pub authentication_successes: Family<ReasonLabel, Counter>,
     pub authorization_denials: Family<ApiLabel, Counter>,
     pub throttle_seconds: Family<ReasonLabel, Counter<f64>>,
+    pub tls_certificate_expiry: Family<ListenerLabel, Gauge>,
     pub cleaner_passes: Counter,
     pub cleaner_segments_rewritten: Counter,
     pub cleaner_bytes_reclaimed: Counter,
@@ -88,6 +94,7 @@ impl Default for Metrics {
             authentication_successes: Family::default(),
             authorization_denials: Family::default(),
             throttle_seconds: Family::default(),
+            tls_certificate_expiry: Family::default(),
             cleaner_passes: Counter::default(),
             cleaner_segments_rewritten: Counter::default(),
             cleaner_bytes_reclaimed: Counter::default(),
@@ -208,6 +215,11 @@ impl Metrics {
             "quota_throttle_seconds",
             "Time clients were throttled for exceeding their quota, by quota type",
             self.throttle_seconds.clone(),
+        );
+        r.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When the certificate served on a TLS listener expires (Unix time); alert well before",
+            self.tls_certificate_expiry.clone(),
         );
         r.register(
             "network_bytes_in",

@@ -10,15 +10,46 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use std::sync::{Arc, OnceLock};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+type Reader = Box<dyn AsyncRead + Unpin + Send>;
+type Writer = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// TLS for every connection of this run (`--tls-ca`), or plaintext.
+static TLS: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+
+/// Connects over TLS from now on, trusting `ca` and presenting `identity` (mutual TLS)
+/// when given.
+pub fn use_tls(ca: &std::path::Path, identity: Option<(&std::path::Path, &std::path::Path)>) -> anyhow::Result<()> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).with_context(|| format!("reading {}", ca.display()))? {
+        roots.add(c?)?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    let cfg = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
+            builder.with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(key)?)?
+        }
+    };
+    let _ = TLS.set(Arc::new(cfg));
+    Ok(())
+}
 
 pub struct Connection {
     /// The address this connection was opened to, for error messages.
     pub addr: String,
-    rd: OwnedReadHalf,
-    wr: BufWriter<OwnedWriteHalf>,
+    rd: Reader,
+    wr: BufWriter<Writer>,
     next_correlation: i32,
     in_flight: VecDeque<(i32, ApiKey, i16, Instant)>,
     read_buf: BytesMut,
@@ -38,7 +69,22 @@ impl Connection {
             .await
             .with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true)?;
-        let (rd, wr) = stream.into_split();
+        let (rd, wr): (Reader, Writer) = match TLS.get() {
+            None => {
+                let (rd, wr) = stream.into_split();
+                (Box::new(rd), Box::new(wr))
+            }
+            Some(cfg) => {
+                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+                let name = rustls::pki_types::ServerName::try_from(host.to_string())?;
+                let tls = tokio_rustls::TlsConnector::from(cfg.clone())
+                    .connect(name, stream)
+                    .await
+                    .with_context(|| format!("TLS handshake with {addr}"))?;
+                let (rd, wr) = tokio::io::split(tls);
+                (Box::new(rd), Box::new(wr))
+            }
+        };
         let mut c = Self {
             addr: addr.to_string(),
             rd,

@@ -24,6 +24,14 @@ struct Cli {
     /// Print one JSON object instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Connect over TLS, trusting this CA bundle (PEM).
+    #[arg(long, global = true)]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate and key (PEM) for listeners that require one.
+    #[arg(long, global = true, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    #[arg(long, global = true)]
+    tls_key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -162,6 +170,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(ca) = &cli.tls_ca {
+        client::use_tls(ca, cli.tls_cert.as_deref().zip(cli.tls_key.as_deref()))?;
+    }
     let mut conn = client::Connection::connect(&cli.bootstrap).await?;
     match cli.command {
         Cmd::DeleteTopic { topic } => topic::delete(&mut conn, &topic).await?,

@@ -56,6 +56,7 @@ AUTHORIZER = {
     "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
     "super.users": "User:admin",
 }
+SASL_HANDSHAKE, SASL_AUTHENTICATE = 17, 36
 AUDIT_AUTH_FAILED = re.compile(r"sluice::audit.*authentication failed")
 
 
@@ -447,3 +448,324 @@ def test_mtls_principal_is_what_acls_see(broker_factory, tmp_path):
                      log), log[-3000:]
     assert re.search(r"sluice::audit.*authorization denied.*principal=User:alice\b.*resource=alice-dn", log)
     assert re.search(r"sluice::audit.*authorization denied.*principal=User:CN=carol,O=Sluice", log)
+
+
+# ----------------------------------------------------------------------------- 4. authentication failures
+
+
+def confluent_auth_errors(conf, topic, timeout=15):
+    """Starts a confluent-kafka producer, queues one record for `topic` and waits until
+    the client reports an error (error_cb) or its delivery report arrives. Returns
+    (error codes seen, delivery result: None if delivered, else the error code, or
+    "pending"). Reconnects are spaced out so one attempt is made per case."""
+    errors, delivered = [], []
+    p = Producer({**conf, "error_cb": errors.append, "reconnect.backoff.ms": 5000,
+                  "reconnect.backoff.max.ms": 10000, "message.timeout.ms": timeout * 1000})
+    try:
+        p.produce(topic, value=b"must-not-land", on_delivery=lambda err, msg: delivered.append(err))
+        deadline = time.monotonic() + timeout
+        while not errors and not delivered and time.monotonic() < deadline:
+            p.poll(0.1)
+    finally:
+        close_producer(p)
+    result = "pending" if not delivered else (None if delivered[0] is None else delivered[0].code())
+    return [e.code() for e in errors], result
+
+
+def kp_bootstrap_failure(conf, caplog):
+    """kafka-python cannot bootstrap: the producer constructor raises once its bootstrap
+    timeout passes. Returns the reasons the client logged for the failed connections."""
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="kafka"):
+        with pytest.raises(kerrors.KafkaTimeoutError, match="Unable to bootstrap"):
+            p = KafkaProducer(bootstrap_timeout_ms=2000, reconnect_backoff_ms=5000, **conf)
+            p.close(timeout=5)
+    return [r.getMessage() for r in caplog.records if "Bootstrap connection" in r.getMessage()]
+
+
+def wait_audit(b, offset, *needles, timeout=10):
+    """The first `authentication failed` audit line after `offset` containing every needle."""
+    found = []
+
+    def check():
+        found[:] = [line for line in audit_lines(b, offset) if all(n in line for n in needles)]
+        return bool(found)
+
+    assert wait_for(check, timeout), f"no audit line with {needles}; audit lines: {audit_lines(b, offset)}"
+    return found[0]
+
+
+@pytest.mark.timeout(180)
+def test_authentication_failures_are_refused_and_audited(broker_factory, tmp_path, caplog):
+    """Wrong passwords and unknown users (SCRAM-SHA-512 on SASL_SSL, PLAIN on
+    SASL_PLAINTEXT), an expired client certificate, one from a CA the broker does not
+    trust and none at all on an SSL listener with ssl.client.auth=required. Each client
+    (confluent-kafka, kafka-python) gets an authentication or TLS error, the broker
+    writes an `authentication failed` line (target sluice::audit) naming the listener,
+    mechanism and reason, and nothing reaches the broker: the pre-created topic stays
+    empty and the topic the clients asked for is never auto-created (Metadata would
+    create it). Valid credentials on the same listeners work (control). A raw
+    connection that sends Metadata before authenticating on a SASL listener is closed."""
+    ca, rogue_ca = CA(tmp_path / "pki"), CA(tmp_path / "rogue", "rogue-ca")
+    server = ca.issue("server", "broker", server=True)
+    good = ca.issue("alice", "alice")
+    expired = ca.issue("expired", "alice", valid_from=_now() - datetime.timedelta(days=10),
+                       valid_to=_now() - datetime.timedelta(days=1))
+    rogue = rogue_ca.issue("rogue", "alice")
+    b = broker_factory({
+        "ssl.certificate.location": str(server.crt),
+        "ssl.key.location": str(server.keyfile),
+        "listener.name.ssl.ssl.truststore.location": str(ca.path),
+        "listener.name.ssl.ssl.client.auth": "required",
+        "sasl.enabled.mechanisms": MECHANISMS,
+    }, listeners=["SASL_SSL", "SSL", "SASL_PLAINTEXT"])
+    add_user(b, "alice", "right")
+    create_topic(b, "guarded")
+
+    sasl_cases = [
+        ("SCRAM wrong password", sasl_conf(b, "SASL_SSL", "alice", "wrong", "SCRAM-SHA-512", ca=ca.path),
+         ("listener=SASL_SSL", "mechanism=SCRAM-SHA-512", '"alice"')),
+        ("SCRAM unknown user", sasl_conf(b, "SASL_SSL", "mallory", "right", "SCRAM-SHA-512", ca=ca.path),
+         ("listener=SASL_SSL", "mechanism=SCRAM-SHA-512", "mallory")),
+        ("PLAIN wrong password", sasl_conf(b, "SASL_PLAINTEXT", "alice", "wrong", "PLAIN"),
+         ("listener=SASL_PLAINTEXT", "mechanism=PLAIN", "'alice'")),
+        ("PLAIN unknown user", sasl_conf(b, "SASL_PLAINTEXT", "mallory", "right", "PLAIN"),
+         ("listener=SASL_PLAINTEXT", "mechanism=PLAIN", "'mallory'")),
+    ]
+    # Half the clients want the existing topic, half one that does not exist yet. One
+    # attempt each keeps the audit lines under the log's rate limit (20 per 10 s).
+    for i, (case, conf, needles) in enumerate(sasl_cases):
+        offset = log_size(b)
+        errors, delivered = confluent_auth_errors(conf, ("guarded", "auth-probe")[i % 2])
+        assert KafkaError._AUTHENTICATION in errors and delivered != None, (case, errors, delivered)  # noqa: E711
+        wait_audit(b, offset, *needles)
+
+    # TLS: the broker aborts the handshake; the client sees the alert when it reads.
+    tls_refused = (KafkaError._TRANSPORT, KafkaError._SSL, KafkaError._AUTHENTICATION)
+    for case, client, needle, topic in (("expired certificate", expired, "certificate expired", "guarded"),
+                                        ("no certificate", None, "peer sent no certificates", "auth-probe")):
+        offset = log_size(b)
+        errors, delivered = confluent_auth_errors(ssl_conf(b, "SSL", ca.path, client), topic)
+        assert any(e in tls_refused for e in errors) and delivered != None, (case, errors)  # noqa: E711
+        wait_audit(b, offset, "listener=SSL", "mechanism=TLS", needle)
+
+    # librdkafka does not present a certificate whose issuer is not among the CAs the
+    # server asks for, so the untrusted-CA case uses clients on Python's ssl module.
+    offset = log_size(b)
+    ctx = ssl.create_default_context(cafile=str(ca.path))
+    ctx.load_cert_chain(str(rogue.crt), str(rogue.keyfile))
+    with socket.create_connection(("127.0.0.1", b.ports["SSL"]), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            with pytest.raises(ssl.SSLError, match="UNKNOWN_CA"):
+                tls.sendall(rawkafka.api_versions_request(0, 1))
+                tls.recv(4096)
+    wait_audit(b, offset, "listener=SSL", "mechanism=TLS", "UnknownIssuer")
+
+    kp_tls = {"bootstrap_servers": b.bootstrap_for("SSL"), "security_protocol": "SSL", "ssl_cafile": str(ca.path)}
+    kp_cases = [
+        (kp_sasl(b, "SASL_SSL", "alice", "wrong", "SCRAM-SHA-512", ca=ca.path), "SaslAuthenticationFailedError",
+         ("listener=SASL_SSL", "mechanism=SCRAM-SHA-512")),
+        (kp_sasl(b, "SASL_PLAINTEXT", "mallory", "right", "PLAIN"), "SaslAuthenticationFailedError",
+         ("listener=SASL_PLAINTEXT", "mechanism=PLAIN", "'mallory'")),
+        ({**kp_tls, "ssl_certfile": str(rogue.crt), "ssl_keyfile": str(rogue.keyfile)}, "UNKNOWN_CA",
+         ("listener=SSL", "UnknownIssuer")),
+        ({**kp_tls, "ssl_certfile": str(expired.crt), "ssl_keyfile": str(expired.keyfile)}, "CERTIFICATE_EXPIRED",
+         ("listener=SSL", "certificate expired")),
+    ]
+    for conf, client_error, needles in kp_cases:
+        offset = log_size(b)
+        reasons = kp_bootstrap_failure(conf, caplog)
+        assert reasons and all(client_error in r for r in reasons), reasons
+        wait_audit(b, offset, *needles)
+
+    # Nothing got through: no record, and no Metadata request that would have created auth-probe.
+    assert watermarks(b, "guarded", 0) == (0, 0)
+    assert "auth-probe" not in admin_client(plain_conf(b)).list_topics(timeout=10).topics
+    assert auth_metric(b, "successes", "SCRAM-SHA-512") == 0 and auth_metric(b, "successes", "PLAIN") == 0
+    assert auth_metric(b, "failures", "SCRAM-SHA-512") >= 3 and auth_metric(b, "failures", "PLAIN") >= 3
+
+    # Control: the right credentials on the same listeners get through.
+    for conf in (sasl_conf(b, "SASL_SSL", "alice", "right", "SCRAM-SHA-512", ca=ca.path),
+                 sasl_conf(b, "SASL_PLAINTEXT", "alice", "right", "PLAIN"),
+                 ssl_conf(b, "SSL", ca.path, good)):
+        assert delivery_results(conf, "guarded", [b"ok"]) == [None], conf["bootstrap.servers"]
+    assert watermarks(b, "guarded", 0) == (0, 3)
+
+    # Raw: ApiVersions is answered before authentication, Metadata closes the connection,
+    # both right after connecting and between SaslHandshake and SaslAuthenticate.
+    port = b.ports["SASL_PLAINTEXT"]
+    with rawkafka.connect(port) as s:
+        s.sendall(rawkafka.api_versions_request(0, 1))
+        assert rawkafka.recv_response(s)[0] == 1
+        s.sendall(rawkafka.request(rawkafka.METADATA, 0, 2, rawkafka.Writer().int32(0).build()))
+        assert rawkafka.wait_closed(s), "Metadata before authentication was served"
+    with rawkafka.connect(port) as s:
+        s.sendall(rawkafka.request(SASL_HANDSHAKE, 1, 1, rawkafka.Writer().string("PLAIN").build()))
+        cid, r = rawkafka.recv_response(s)
+        assert cid == 1 and r.int16() == 0
+        s.sendall(rawkafka.request(rawkafka.METADATA, 0, 2, rawkafka.Writer().int32(0).build()))
+        assert rawkafka.wait_closed(s), "Metadata between SaslHandshake and SaslAuthenticate was served"
+    assert wait_for(lambda: b.log_text().count("before SASL authentication completed") >= 2, 5), b.log_tail()
+
+
+# ----------------------------------------------------------------------------- 5. ACLs
+
+
+# A group joins at once (no initial rebalance delay) and offsets live in few partitions.
+FAST_GROUPS = {"group.initial.rebalance.delay.ms": "0", "offsets.topic.num.partitions": "2"}
+
+
+def group_consume(conf, topic, group, n, timeout=30):
+    """Subscribes to `topic` in consumer group `group` (from the earliest offset) and
+    reads until `n` records arrive, an error event comes or `timeout` passes; commits
+    what it read. Returns (values, error codes)."""
+    c = Consumer({**conf, "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                  "enable.partition.eof": False})
+    out, errors = [], []
+    try:
+        c.subscribe([topic])
+        deadline = time.monotonic() + timeout
+        while len(out) < n and not errors and time.monotonic() < deadline:
+            for m in c.consume(num_messages=n - len(out), timeout=0.5):
+                if m.error() is not None:
+                    errors.append(m.error().code())
+                else:
+                    out.append(m.value())
+        if out and not errors:
+            c.commit(asynchronous=False)
+    finally:
+        c.close()
+    return out, errors
+
+
+def assigned_fetch_errors(conf, topic, timeout=15):
+    """Assigns partition 0 of `topic` at offset 0 and returns the first error event's
+    code, or the records read if none comes within `timeout`."""
+    c = Consumer({**conf, "group.id": "bob-assign", "enable.auto.commit": False, "auto.offset.reset": "error"})
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        deadline = time.monotonic() + timeout
+        got = []
+        while time.monotonic() < deadline:
+            for m in c.consume(num_messages=100, timeout=0.5):
+                if m.error() is not None:
+                    return m.error().code()
+                got.append(m.value())
+        return got
+    finally:
+        c.close()
+
+
+def admin_error(future, timeout=15):
+    """The KafkaError code a confluent-kafka admin future fails with (None if it succeeds)."""
+    try:
+        future.result(timeout)
+    except KafkaException as e:
+        return e.args[0].code()
+    return None
+
+
+@pytest.mark.timeout(180)
+def test_acls_with_real_clients(broker_factory):
+    """StandardAuthorizer with super.users=User:admin. bob may READ topics prefixed
+    `orders-` and groups prefixed `bob-`, and WRITE the literal topic `payments`. With
+    confluent-kafka and kafka-python as bob: consuming orders-eu in group bob-readers
+    works (and commits); producing to payments works; producing to orders-eu or secret
+    and fetching payments fail with TOPIC_AUTHORIZATION_FAILED; Metadata for all topics
+    shows only orders-* and payments; CreateAcls/DescribeAcls fail with
+    CLUSTER_AUTHORIZATION_FAILED, CreateTopics/DeleteTopics and Metadata of a named
+    hidden topic with TOPIC_AUTHORIZATION_FAILED; a group without an ACL gives
+    GROUP_AUTHORIZATION_FAILED. Then admin grants and revokes READ on secret through the
+    Kafka API (CreateAcls/DescribeAcls/DeleteAcls) and bob's access follows."""
+    b = broker_factory({"sasl.enabled.mechanisms": MECHANISMS, **AUTHORIZER, **FAST_GROUPS},
+                       listeners=["SASL_PLAINTEXT"])
+    add_user(b, "admin", "admin-pw")
+    add_user(b, "bob", "bob-pw")
+    admin_conf = sasl_conf(b, "SASL_PLAINTEXT", "admin", "admin-pw", "SCRAM-SHA-256")
+    bob = sasl_conf(b, "SASL_PLAINTEXT", "bob", "bob-pw", "SCRAM-SHA-512")
+    a = admin_client(admin_conf)
+    topics = ["orders-eu", "orders-us", "payments", "secret", "internal-x"]
+    for f in a.create_topics([NewTopic(t, 1, 1) for t in topics], operation_timeout=30).values():
+        f.result(30)
+    orders, secrets = values("order", 50), values("secret", 10)
+    assert delivery_results(admin_conf, "orders-eu", orders) == [None] * 50
+    assert delivery_results(admin_conf, "secret", secrets) == [None] * 10
+    add_acl(b, "User:bob", "READ", "--topic", "orders-", "--prefixed")
+    add_acl(b, "User:bob", "READ", "--group", "bob-", "--prefixed")
+    add_acl(b, "User:bob", "WRITE", "--topic", "payments")
+
+    got, errors = group_consume(bob, "orders-eu", "bob-readers", 50)
+    assert (got, errors) == (orders, [])
+    committed = Consumer({**admin_conf, "group.id": "bob-readers"})
+    try:
+        assert committed.committed([TopicPartition("orders-eu", 0)], timeout=10)[0].offset == 50
+    finally:
+        committed.close()
+    assert delivery_results(bob, "payments", values("pay", 20)) == [None] * 20
+    assert delivery_results(bob, "orders-eu", [b"x"]) == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
+    assert delivery_results(bob, "secret", [b"x"]) == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
+    assert assigned_fetch_errors(bob, "payments") == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert group_consume(bob, "orders-eu", "analytics", 1)[1][:1] == [KafkaError.GROUP_AUTHORIZATION_FAILED]
+
+    visible = {"orders-eu", "orders-us", "payments"}
+    bob_admin = admin_client(bob)
+    assert set(bob_admin.list_topics(timeout=10).topics) == visible
+    md = bob_admin.list_topics(topic="secret", timeout=10).topics["secret"]
+    assert md.error is not None and md.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    kp_bob = kp_sasl(b, "SASL_PLAINTEXT", "bob", "bob-pw", "SCRAM-SHA-512")
+    kc = KafkaConsumer(group_id=None, **kp_bob)
+    try:
+        assert kc.topics() == visible
+    finally:
+        kc.close()
+    kpp = KafkaProducer(acks="all", retries=0, **kp_bob)
+    try:
+        with pytest.raises(kerrors.TopicAuthorizationFailedError):
+            kpp.send("orders-us", b"x", partition=0).get(timeout=15)
+    finally:
+        kpp.close(timeout=5)
+
+    binding = AclBinding(ResourceType.TOPIC, "secret", ResourcePatternType.LITERAL, "User:bob", "*",
+                         AclOperation.READ, AclPermissionType.ALLOW)
+    assert admin_error(bob_admin.create_acls([binding])[binding]) == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+                                  AclOperation.ANY, AclPermissionType.ANY)
+    assert admin_error(bob_admin.describe_acls(everything)) == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    assert admin_error(bob_admin.create_topics([NewTopic("bob-topic", 1, 1)])["bob-topic"]) == \
+        KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert admin_error(bob_admin.delete_topics(["orders-us"])["orders-us"]) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert admin_error(bob_admin.describe_topics(TopicCollection(["secret"]))["secret"]) == \
+        KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert set(admin_client(admin_conf).list_topics(timeout=10).topics) >= set(topics)
+
+    # ACLs through the Kafka API, as admin: grant, see it listed, see it work, revoke.
+    assert admin_error(a.create_acls([binding])[binding]) is None
+    bobs = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, "User:bob", None,
+                            AclOperation.ANY, AclPermissionType.ANY)
+    listed = {(x.restype, x.name, x.resource_pattern_type, x.operation) for x in a.describe_acls(bobs).result(15)}
+    assert listed == {
+        (ResourceType.TOPIC, "orders-", ResourcePatternType.PREFIXED, AclOperation.READ),
+        (ResourceType.GROUP, "bob-", ResourcePatternType.PREFIXED, AclOperation.READ),
+        (ResourceType.TOPIC, "payments", ResourcePatternType.LITERAL, AclOperation.WRITE),
+        (ResourceType.TOPIC, "secret", ResourcePatternType.LITERAL, AclOperation.READ),
+    }, listed
+    kadmin = KafkaAdminClient(**kp_sasl(b, "SASL_PLAINTEXT", "admin", "admin-pw", "SCRAM-SHA-256"))
+    try:
+        from kafka.admin import ACLFilter, ACLOperation, ACLPermissionType, ResourcePatternFilter
+        from kafka.admin import ResourceType as KResourceType
+        kp_listed, err = kadmin.describe_acls(ACLFilter(
+            principal="User:bob", host="*", operation=ACLOperation.ANY, permission_type=ACLPermissionType.ANY,
+            resource_pattern=ResourcePatternFilter(KResourceType.TOPIC, "secret", 3)))
+        assert err is kerrors.NoError and [(x.principal, x.operation) for x in kp_listed] == \
+            [("User:bob", ACLOperation.READ)], (kp_listed, err)
+    finally:
+        kadmin.close()
+    assert wait_for(lambda: "secret" in admin_client(bob).list_topics(timeout=10).topics, 10)
+    assert assigned_fetch_errors(bob, "secret", timeout=10) == secrets
+    deleted = a.delete_acls([AclBindingFilter(ResourceType.TOPIC, "secret", ResourcePatternType.LITERAL, "User:bob",
+                                              None, AclOperation.ANY, AclPermissionType.ANY)])
+    assert [x.name for x in list(deleted.values())[0].result(15)] == ["secret"]
+    assert wait_for(lambda: "secret" not in admin_client(bob).list_topics(timeout=10).topics, 10)
+    assert assigned_fetch_errors(bob, "secret") == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert [x["resource_name"] for x in sluice_admin(b, "acls") if x["principal"] == "User:bob"].count("secret") == 0
+    assert re.search(r"sluice::audit.*authorization denied.*principal=User:bob.*resource=orders-eu", b.log_text())

@@ -898,4 +898,58 @@ mod tests {
         assert_eq!((p.leader, p.isr.clone()), (2, vec![2, 3]));
         assert!(!md.is_active(1));
     }
+
+    #[test]
+    fn security_state_applies_and_survives_a_snapshot() {
+        use crate::security::acl::{Operation, PatternType, Permission, ResourceType};
+        use crate::security::quota::EntityName;
+        let mut md = ClusterMetadata::new("c".into());
+        let cred = ScramCredential::from_password(ScramMechanism::Sha512, b"pw", Some(b"salt"), 4096);
+        md.apply(&MetadataCommand::AlterScramCredentials {
+            upsert: vec![("alice".into(), ScramMechanism::Sha512, cred.clone())],
+            delete: vec![],
+        })
+        .unwrap();
+        // Deleting what does not exist changes nothing, not even the rest of the command.
+        let bad = MetadataCommand::AlterScramCredentials {
+            upsert: vec![("bob".into(), ScramMechanism::Sha256, cred.clone())],
+            delete: vec![("alice".into(), ScramMechanism::Sha256)],
+        };
+        assert!(matches!(md.apply(&bad), Err(MetadataError::UnknownCredential(_))));
+        assert!(!md.scram.contains_key("bob"));
+        let acl = AclBinding {
+            resource_type: ResourceType::Topic,
+            name: "orders-".into(),
+            pattern: PatternType::Prefixed,
+            principal: "User:alice".into(),
+            host: "*".into(),
+            operation: Operation::Read,
+            permission: Permission::Allow,
+        };
+        md.apply(&MetadataCommand::CreateAcls { acls: vec![acl.clone(), acl.clone()] })
+            .unwrap();
+        assert_eq!((md.acls.len(), md.acl_version), (1, 1));
+        let entity = QuotaEntity {
+            user: Some(EntityName::Named("alice".into())),
+            client_id: Some(EntityName::Default),
+        };
+        md.apply(&MetadataCommand::AlterClientQuotas {
+            entries: vec![(entity.clone(), vec![("producer_byte_rate".into(), Some(1024.0))])],
+        })
+        .unwrap();
+        let json = serde_json::to_string(&md).unwrap();
+        let mut back: ClusterMetadata = serde_json::from_str(&json).unwrap();
+        back.reindex();
+        assert_eq!(back.scram["alice"][&ScramMechanism::Sha512], cred);
+        assert!(back.acls.contains(&acl));
+        assert_eq!(back.quotas[&entity]["producer_byte_rate"], 1024.0);
+        md.apply(&MetadataCommand::AlterClientQuotas {
+            entries: vec![(entity.clone(), vec![("producer_byte_rate".into(), None)])],
+        })
+        .unwrap();
+        assert!(md.quotas.is_empty());
+        md.apply(&MetadataCommand::DeleteAcls { acls: vec![acl] }).unwrap();
+        assert!(md.acls.is_empty());
+        assert_eq!(md.acl_version, 2);
+    }
 }

@@ -171,6 +171,17 @@ pub async fn watch_certificates(broker: Arc<crate::broker::Broker>) {
     }
     let mut last_error: BTreeMap<String, String> = BTreeMap::new();
     loop {
+        for (listener, server) in &servers {
+            if let Some(expiry) = server.expiry() {
+                broker
+                    .metrics
+                    .tls_certificate_expiry
+                    .get_or_create(&crate::metrics::ListenerLabel {
+                        listener: listener.clone(),
+                    })
+                    .set(expiry);
+            }
+        }
         tokio::select! {
             _ = broker.shutdown.cancelled() => return,
             _ = tokio::time::sleep(RELOAD_CHECK) => {}
