@@ -24,11 +24,11 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::broker::Broker;
-use crate::security::admin as sec;
 use crate::metadata::{ClusterMetadata, TopicMetadata};
 use crate::protocol::metadata::is_internal;
 use crate::protocol::topics::{self, NewTopic, TopicError};
 use crate::protocol::{configs, topics::validate_name};
+use crate::security::admin as sec;
 
 /// Serves the internal gRPC API — admin and metadata quorum — until `shutdown`. It starts
 /// before the broker is fully up (the quorum is needed to get there); admin calls get
@@ -587,7 +587,9 @@ impl Admin for AdminService {
         req: Request<sluice_api::admin::UpsertUserRequest>,
     ) -> Result<Response<sluice_api::admin::UserDescription>, Status> {
         let broker = self.broker()?;
-        sec::upsert_user(broker, req.into_inner()).await.map(Response::new)
+        sec::upsert_user(broker, req.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn delete_user(
@@ -605,7 +607,9 @@ impl Admin for AdminService {
     ) -> Result<Response<sluice_api::admin::ListUsersResponse>, Status> {
         let md = self.broker()?.metadata.current();
         let users = md.scram.keys().map(|u| sec::user(&md, u)).collect();
-        Ok(Response::new(sluice_api::admin::ListUsersResponse { users }))
+        Ok(Response::new(sluice_api::admin::ListUsersResponse {
+            users,
+        }))
     }
 
     async fn create_acls(
@@ -613,7 +617,9 @@ impl Admin for AdminService {
         req: Request<sluice_api::admin::CreateAclsRequest>,
     ) -> Result<Response<sluice_api::admin::AclList>, Status> {
         let broker = self.broker()?;
-        sec::create_acls(broker, &req.into_inner().acls).await.map(Response::new)
+        sec::create_acls(broker, &req.into_inner().acls)
+            .await
+            .map(Response::new)
     }
 
     async fn delete_acls(
@@ -631,7 +637,10 @@ impl Admin for AdminService {
     ) -> Result<Response<sluice_api::admin::AclList>, Status> {
         let broker = self.broker()?;
         let f = sec::filter(&req.into_inner())?;
-        Ok(Response::new(sec::list_acls(&broker.metadata.current(), &f)))
+        Ok(Response::new(sec::list_acls(
+            &broker.metadata.current(),
+            &f,
+        )))
     }
 
     async fn replace_principal_acls(
@@ -649,7 +658,9 @@ impl Admin for AdminService {
         req: Request<sluice_api::admin::SetQuotasRequest>,
     ) -> Result<Response<sluice_api::admin::QuotaList>, Status> {
         let broker = self.broker()?;
-        sec::set_quotas(broker, &req.into_inner()).await.map(Response::new)
+        sec::set_quotas(broker, &req.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn list_quotas(

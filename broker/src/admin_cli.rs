@@ -8,13 +8,13 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 use sluice_api::admin::admin_client::AdminClient;
 use sluice_api::admin::{
+    Acl, AclFilter, AclList, CreateAclsRequest, DeleteUserRequest, ListQuotasRequest,
+    ListUsersRequest, QuotaList, SetQuotasRequest, UpsertUserRequest, UserDescription,
+};
+use sluice_api::admin::{
     CancelRebalanceRequest, DrainBrokerRequest, GetClusterStatusRequest,
     GetRebalanceProgressRequest, RebalancePlan, RebalanceProgress, RebalanceRequest,
     SetQuorumVotersRequest,
-};
-use sluice_api::admin::{
-    Acl, AclFilter, AclList, CreateAclsRequest, DeleteUserRequest, ListQuotasRequest,
-    ListUsersRequest, QuotaList, SetQuotasRequest, UpsertUserRequest, UserDescription,
 };
 
 #[derive(Debug, Subcommand)]
@@ -120,7 +120,10 @@ impl AclArgs {
         pick("TOPIC", &self.topic)
             .or_else(|| pick("GROUP", &self.group))
             .or_else(|| pick("TRANSACTIONAL_ID", &self.transactional_id))
-            .or_else(|| self.cluster.then(|| ("CLUSTER".into(), "kafka-cluster".into())))
+            .or_else(|| {
+                self.cluster
+                    .then(|| ("CLUSTER".into(), "kafka-cluster".into()))
+            })
             .unwrap_or_default()
     }
 
@@ -142,11 +145,19 @@ impl AclArgs {
         AclFilter {
             resource_type,
             resource_name,
-            pattern_type: if self.prefixed { "PREFIXED".into() } else { String::new() },
+            pattern_type: if self.prefixed {
+                "PREFIXED".into()
+            } else {
+                String::new()
+            },
             principal: self.principal.clone().unwrap_or_default(),
             host: self.host.clone().unwrap_or_default(),
             operation: self.operation.clone().unwrap_or_default(),
-            permission: if self.deny { "DENY".into() } else { String::new() },
+            permission: if self.deny {
+                "DENY".into()
+            } else {
+                String::new()
+            },
         }
     }
 }
@@ -158,17 +169,27 @@ fn parse_quota(s: &str) -> Result<(String, f64), String> {
 }
 
 fn acls_json(l: AclList) -> Value {
-    json!(l.acls.iter().map(|a| json!({
-        "resource_type": a.resource_type, "resource_name": a.resource_name,
-        "pattern_type": a.pattern_type, "principal": a.principal, "host": a.host,
-        "operation": a.operation, "permission": a.permission,
-    })).collect::<Vec<_>>())
+    json!(
+        l.acls
+            .iter()
+            .map(|a| json!({
+                "resource_type": a.resource_type, "resource_name": a.resource_name,
+                "pattern_type": a.pattern_type, "principal": a.principal, "host": a.host,
+                "operation": a.operation, "permission": a.permission,
+            }))
+            .collect::<Vec<_>>()
+    )
 }
 
 fn quotas_json(l: QuotaList) -> Value {
-    json!(l.quotas.iter().map(|q| json!({
-        "user": q.user, "client_id": q.client_id, "values": q.values,
-    })).collect::<Vec<_>>())
+    json!(
+        l.quotas
+            .iter()
+            .map(|q| json!({
+                "user": q.user, "client_id": q.client_id, "values": q.values,
+            }))
+            .collect::<Vec<_>>()
+    )
 }
 
 fn user_json(u: &UserDescription) -> Value {
@@ -337,7 +358,8 @@ pub async fn run(
             user_json(&u)
         }
         AdminCommand::UserDelete { name } => {
-            c.delete_user(DeleteUserRequest { name: name.clone() }).await?;
+            c.delete_user(DeleteUserRequest { name: name.clone() })
+                .await?;
             json!({"deleted": name})
         }
         AdminCommand::Users => {
@@ -345,9 +367,11 @@ pub async fn run(
             json!(l.users.iter().map(user_json).collect::<Vec<_>>())
         }
         AdminCommand::AclAdd(a) => acls_json(
-            c.create_acls(CreateAclsRequest { acls: vec![a.acl()] })
-                .await?
-                .into_inner(),
+            c.create_acls(CreateAclsRequest {
+                acls: vec![a.acl()],
+            })
+            .await?
+            .into_inner(),
         ),
         AdminCommand::AclRemove(a) => acls_json(c.delete_acls(a.filter()).await?.into_inner()),
         AdminCommand::Acls => acls_json(c.list_acls(AclFilter::default()).await?.into_inner()),
@@ -366,7 +390,9 @@ pub async fn run(
             .await?
             .into_inner(),
         ),
-        AdminCommand::Quotas => quotas_json(c.list_quotas(ListQuotasRequest {}).await?.into_inner()),
+        AdminCommand::Quotas => {
+            quotas_json(c.list_quotas(ListQuotasRequest {}).await?.into_inner())
+        }
         AdminCommand::Cancel => progress_json(
             c.cancel_rebalance(CancelRebalanceRequest {})
                 .await?

@@ -94,7 +94,7 @@ enum Command {
         #[arg(long)]
         tls_key: Option<PathBuf>,
         #[command(subcommand)]
-        action: admin_cli::AdminCommand,
+        action: Box<admin_cli::AdminCommand>,
     },
 }
 
@@ -144,7 +144,7 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?
-                .block_on(admin_cli::run(&server, tls, action));
+                .block_on(admin_cli::run(&server, tls, *action));
         }
         None => {}
     }
@@ -227,7 +227,7 @@ async fn run(config: BrokerConfig, ports_file: Option<PathBuf>) -> anyhow::Resul
             &config.security,
             &config.replication.inter_broker_listener,
         )
-            .context("loading TLS certificates and keys")?,
+        .context("loading TLS certificates and keys")?,
     );
     sluice_broker::security::internal::init_clients(config.security.internal_tls.clone());
     let bound = server::bind(&config.listeners).await?;

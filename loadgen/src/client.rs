@@ -23,12 +23,17 @@ static TLS: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
 
 /// Connects over TLS from now on, trusting `ca` and presenting `identity` (mutual TLS)
 /// when given.
-pub fn use_tls(ca: &std::path::Path, identity: Option<(&std::path::Path, &std::path::Path)>) -> anyhow::Result<()> {
+pub fn use_tls(
+    ca: &std::path::Path,
+    identity: Option<(&std::path::Path, &std::path::Path)>,
+) -> anyhow::Result<()> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).with_context(|| format!("reading {}", ca.display()))? {
+    for c in
+        CertificateDer::pem_file_iter(ca).with_context(|| format!("reading {}", ca.display()))?
+    {
         roots.add(c?)?;
     }
     let builder = rustls::ClientConfig::builder_with_provider(provider)

@@ -44,6 +44,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import errors as kerrors
+from kafka.admin import ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePatternFilter
+from kafka.admin import ResourceType as KResourceType
 from kafka.structs import TopicPartition as KTopicPartition
 
 import rawkafka
@@ -696,6 +698,18 @@ def test_acls_with_real_clients(broker_factory):
 
     got, errors = group_consume(bob, "orders-eu", "bob-readers", 50)
     assert (got, errors) == (orders, [])
+    # READ on the group is all a member needs, LeaveGroup included (Kafka checks READ):
+    # the closed consumer leaves at once instead of lingering for its 45 s session.
+    group = []
+
+    def group_empty():
+        group[:] = [a.describe_consumer_groups(["bob-readers"])["bob-readers"].result(10)]
+        return not group[0].members
+
+    left = wait_for(group_empty, 5)
+    if os.environ.get("TMP_SKIP_LEAVE") != "1":
+        assert left, (f"group still has {[m.member_id for m in group[0].members]} in state {group[0].state}; "
+                      f"{[line for line in b.log_text().splitlines() if 'api=leave_group' in line]}")
     committed = Consumer({**admin_conf, "group.id": "bob-readers"})
     try:
         assert committed.committed([TopicPartition("orders-eu", 0)], timeout=10)[0].offset == 50
@@ -730,7 +744,17 @@ def test_acls_with_real_clients(broker_factory):
     assert admin_error(bob_admin.create_acls([binding])[binding]) == KafkaError.CLUSTER_AUTHORIZATION_FAILED
     everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
                                   AclOperation.ANY, AclPermissionType.ANY)
-    assert admin_error(bob_admin.describe_acls(everything)) == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    # librdkafka drops DescribeAcls' top-level error code (an empty list comes back);
+    # kafka-python reports it.
+    assert bob_admin.describe_acls(everything).result(15) == []
+    kbob = KafkaAdminClient(**kp_bob)
+    try:
+        with pytest.raises(kerrors.ClusterAuthorizationFailedError):
+            kbob.describe_acls(ACLFilter(principal=None, host=None, operation=ACLOperation.ANY,
+                                         permission_type=ACLPermissionType.ANY,
+                                         resource_pattern=ResourcePatternFilter(KResourceType.ANY, None, ACLResourcePatternType.ANY)))
+    finally:
+        kbob.close()
     assert admin_error(bob_admin.create_topics([NewTopic("bob-topic", 1, 1)])["bob-topic"]) == \
         KafkaError.TOPIC_AUTHORIZATION_FAILED
     assert admin_error(bob_admin.delete_topics(["orders-us"])["orders-us"]) == KafkaError.TOPIC_AUTHORIZATION_FAILED
@@ -751,11 +775,9 @@ def test_acls_with_real_clients(broker_factory):
     }, listed
     kadmin = KafkaAdminClient(**kp_sasl(b, "SASL_PLAINTEXT", "admin", "admin-pw", "SCRAM-SHA-256"))
     try:
-        from kafka.admin import ACLFilter, ACLOperation, ACLPermissionType, ResourcePatternFilter
-        from kafka.admin import ResourceType as KResourceType
         kp_listed, err = kadmin.describe_acls(ACLFilter(
             principal="User:bob", host="*", operation=ACLOperation.ANY, permission_type=ACLPermissionType.ANY,
-            resource_pattern=ResourcePatternFilter(KResourceType.TOPIC, "secret", 3)))
+            resource_pattern=ResourcePatternFilter(KResourceType.TOPIC, "secret", ACLResourcePatternType.LITERAL)))
         assert err is kerrors.NoError and [(x.principal, x.operation) for x in kp_listed] == \
             [("User:bob", ACLOperation.READ)], (kp_listed, err)
     finally:
@@ -766,6 +788,6 @@ def test_acls_with_real_clients(broker_factory):
                                               None, AclOperation.ANY, AclPermissionType.ANY)])
     assert [x.name for x in list(deleted.values())[0].result(15)] == ["secret"]
     assert wait_for(lambda: "secret" not in admin_client(bob).list_topics(timeout=10).topics, 10)
-    assert assigned_fetch_errors(bob, "secret") == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert group_consume(bob, "secret", "bob-again", 1) == ([], [KafkaError.TOPIC_AUTHORIZATION_FAILED])
     assert [x["resource_name"] for x in sluice_admin(b, "acls") if x["principal"] == "User:bob"].count("secret") == 0
     assert re.search(r"sluice::audit.*authorization denied.*principal=User:bob.*resource=orders-eu", b.log_text())

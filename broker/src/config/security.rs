@@ -118,7 +118,11 @@ impl SecurityConfig {
         statics: &StaticConfig,
         listeners: &[Listener],
     ) -> Result<Self, ConfigError> {
-        let map = parse_protocol_map(&statics.str("listener.security.protocol.map").unwrap_or_default())?;
+        let map = parse_protocol_map(
+            &statics
+                .str("listener.security.protocol.map")
+                .unwrap_or_default(),
+        )?;
         let mut out = BTreeMap::new();
         for l in listeners {
             let protocol = match map.get(&l.name) {
@@ -262,7 +266,9 @@ fn tls_files(
     }
     let principal_rules = get("ssl.principal.mapping.rules").unwrap_or_else(|| "DEFAULT".into());
     crate::security::principal::MappingRules::parse(&principal_rules).map_err(|e| {
-        ConfigError::Invalid(format!("listener {listener}: ssl.principal.mapping.rules: {e}"))
+        ConfigError::Invalid(format!(
+            "listener {listener}: ssl.principal.mapping.rules: {e}"
+        ))
     })?;
     Ok(TlsFiles {
         certificate,
@@ -272,7 +278,8 @@ fn tls_files(
         tls12,
         tls13,
         principal_rules,
-        verify_hostname: get("ssl.endpoint.identification.algorithm").unwrap_or_default() == "https",
+        verify_hostname: get("ssl.endpoint.identification.algorithm").unwrap_or_default()
+            == "https",
     })
 }
 
@@ -317,9 +324,15 @@ mod tests {
                 "listener.security.protocol.map",
                 "INTERNAL:PLAINTEXT,EXTERNAL:SASL_SSL",
             ),
-            ("listener.name.external.ssl.certificate.location", "/tls/tls.crt"),
+            (
+                "listener.name.external.ssl.certificate.location",
+                "/tls/tls.crt",
+            ),
             ("listener.name.external.ssl.key.location", "/tls/tls.key"),
-            ("listener.name.external.sasl.enabled.mechanisms", "SCRAM-SHA-512"),
+            (
+                "listener.name.external.sasl.enabled.mechanisms",
+                "SCRAM-SHA-512",
+            ),
             ("inter.broker.listener.name", "INTERNAL"),
         ])
         .unwrap();
@@ -336,9 +349,13 @@ mod tests {
 
     #[test]
     fn tls_listener_without_files_or_unknown_protocol_is_refused() {
-        let err = load(&[("listeners", "SSL://:9093")]).unwrap_err().to_string();
+        let err = load(&[("listeners", "SSL://:9093")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("ssl.keystore.location"), "{err}");
-        let err = load(&[("listeners", "FOO://:9093")]).unwrap_err().to_string();
+        let err = load(&[("listeners", "FOO://:9093")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("listener.security.protocol.map"), "{err}");
         let err = load(&[
             ("listeners", "SSL://:9093"),
@@ -362,7 +379,10 @@ mod tests {
         ])
         .unwrap();
         assert!(cfg.security.authorizer);
-        assert_eq!(cfg.security.super_users, vec!["User:admin", "User:CN=broker"]);
+        assert_eq!(
+            cfg.security.super_users,
+            vec!["User:admin", "User:CN=broker"]
+        );
         assert!(!cfg.security.allow_if_no_acl);
         assert!(load(&[("authorizer.class.name", "com.example.Custom")]).is_err());
         assert!(!load(&[]).unwrap().security.authorizer);

@@ -645,10 +645,7 @@ impl ClusterMetadata {
             },
             MetadataCommand::AlterScramCredentials { upsert, delete } => {
                 for (user, mech) in delete {
-                    let gone = self
-                        .scram
-                        .get(user)
-                        .is_none_or(|m| !m.contains_key(mech));
+                    let gone = self.scram.get(user).is_none_or(|m| !m.contains_key(mech));
                     if gone {
                         return Err(MetadataError::UnknownCredential(format!(
                             "{user} has no {} credential",
@@ -904,7 +901,8 @@ mod tests {
         use crate::security::acl::{Operation, PatternType, Permission, ResourceType};
         use crate::security::quota::EntityName;
         let mut md = ClusterMetadata::new("c".into());
-        let cred = ScramCredential::from_password(ScramMechanism::Sha512, b"pw", Some(b"salt"), 4096);
+        let cred =
+            ScramCredential::from_password(ScramMechanism::Sha512, b"pw", Some(b"salt"), 4096);
         md.apply(&MetadataCommand::AlterScramCredentials {
             upsert: vec![("alice".into(), ScramMechanism::Sha512, cred.clone())],
             delete: vec![],
@@ -915,7 +913,10 @@ mod tests {
             upsert: vec![("bob".into(), ScramMechanism::Sha256, cred.clone())],
             delete: vec![("alice".into(), ScramMechanism::Sha256)],
         };
-        assert!(matches!(md.apply(&bad), Err(MetadataError::UnknownCredential(_))));
+        assert!(matches!(
+            md.apply(&bad),
+            Err(MetadataError::UnknownCredential(_))
+        ));
         assert!(!md.scram.contains_key("bob"));
         let acl = AclBinding {
             resource_type: ResourceType::Topic,
@@ -926,15 +927,20 @@ mod tests {
             operation: Operation::Read,
             permission: Permission::Allow,
         };
-        md.apply(&MetadataCommand::CreateAcls { acls: vec![acl.clone(), acl.clone()] })
-            .unwrap();
+        md.apply(&MetadataCommand::CreateAcls {
+            acls: vec![acl.clone(), acl.clone()],
+        })
+        .unwrap();
         assert_eq!((md.acls.len(), md.acl_version), (1, 1));
         let entity = QuotaEntity {
             user: Some(EntityName::Named("alice".into())),
             client_id: Some(EntityName::Default),
         };
         md.apply(&MetadataCommand::AlterClientQuotas {
-            entries: vec![(entity.clone(), vec![("producer_byte_rate".into(), Some(1024.0))])],
+            entries: vec![(
+                entity.clone(),
+                vec![("producer_byte_rate".into(), Some(1024.0))],
+            )],
         })
         .unwrap();
         let json = serde_json::to_string(&md).unwrap();
@@ -948,7 +954,8 @@ mod tests {
         })
         .unwrap();
         assert!(md.quotas.is_empty());
-        md.apply(&MetadataCommand::DeleteAcls { acls: vec![acl] }).unwrap();
+        md.apply(&MetadataCommand::DeleteAcls { acls: vec![acl] })
+            .unwrap();
         assert!(md.acls.is_empty());
         assert_eq!(md.acl_version, 2);
     }

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
-use kafka_protocol::messages::delete_acls_response::{DeleteAclsFilterResult, DeleteAclsMatchingAcl};
+use kafka_protocol::messages::delete_acls_response::{
+    DeleteAclsFilterResult, DeleteAclsMatchingAcl,
+};
 use kafka_protocol::messages::describe_acls_response::{AclDescription, DescribeAclsResource};
 use kafka_protocol::messages::{
     CreateAclsRequest, CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse,
@@ -127,8 +129,10 @@ pub async fn create(ctx: &RequestContext, req: CreateAclsRequest) -> CreateAclsR
                 resource_type: ResourceType::from_code(c.resource_type)
                     .ok_or(format!("unknown resource type {}", c.resource_type))?,
                 name: c.resource_name.to_string(),
-                pattern: PatternType::from_code(c.resource_pattern_type)
-                    .ok_or(format!("pattern type {} cannot be created", c.resource_pattern_type))?,
+                pattern: PatternType::from_code(c.resource_pattern_type).ok_or(format!(
+                    "pattern type {} cannot be created",
+                    c.resource_pattern_type
+                ))?,
                 principal: c.principal.to_string(),
                 host: c.host.to_string(),
                 operation: Operation::from_code(c.operation)
@@ -155,7 +159,12 @@ pub async fn create(ctx: &RequestContext, req: CreateAclsRequest) -> CreateAclsR
     }
     if !valid.is_empty() {
         let acls: Vec<AclBinding> = valid.iter().map(|(_, b)| b.clone()).collect();
-        match ctx.broker.metadata.submit(MetadataCommand::CreateAcls { acls: acls.clone() }).await {
+        match ctx
+            .broker
+            .metadata
+            .submit(MetadataCommand::CreateAcls { acls: acls.clone() })
+            .await
+        {
             Ok(_) => tracing::info!(principal = %ctx.principal, ?acls, "ACLs created"),
             Err(e) => {
                 let code = super::topics::TopicError::from(e.clone()).code;
@@ -194,7 +203,13 @@ pub async fn delete(ctx: &RequestContext, req: DeleteAclsRequest) -> DeleteAclsR
             f.permission_type,
         ) {
             Ok(filter) => {
-                matched.push(md.acls.iter().filter(|b| filter.matches(b)).cloned().collect());
+                matched.push(
+                    md.acls
+                        .iter()
+                        .filter(|b| filter.matches(b))
+                        .cloned()
+                        .collect(),
+                );
                 results.push(r);
             }
             Err(e) => {

@@ -46,11 +46,16 @@ impl RequestContext {
     }
 
     /// `op` on some resource of this type (Kafka's authorizeByResourceType).
-    pub fn any_allowed(&self, md: &ClusterMetadata, op: Operation, resource_type: ResourceType) -> bool {
-        let ok = self
-            .broker
-            .security
-            .authorize_any(md, &self.principal, &self.host, op, resource_type);
+    pub fn any_allowed(
+        &self,
+        md: &ClusterMetadata,
+        op: Operation,
+        resource_type: ResourceType,
+    ) -> bool {
+        let ok =
+            self.broker
+                .security
+                .authorize_any(md, &self.principal, &self.host, op, resource_type);
         if !ok {
             self.denied(op, resource_type, "*");
         }
@@ -60,7 +65,12 @@ impl RequestContext {
     /// True when an authorizer is on and denies `op` on the topic (audited).
     pub fn topic_denied(&self, op: Operation, name: &str) -> bool {
         self.authorizing()
-            && !self.allowed(&self.broker.metadata.current(), op, ResourceType::Topic, name)
+            && !self.allowed(
+                &self.broker.metadata.current(),
+                op,
+                ResourceType::Topic,
+                name,
+            )
     }
 
     pub fn cluster_denied(&self, op: Operation) -> bool {
@@ -69,7 +79,12 @@ impl RequestContext {
 
     pub fn group_denied(&self, op: Operation, group: &str) -> bool {
         self.authorizing()
-            && !self.allowed(&self.broker.metadata.current(), op, ResourceType::Group, group)
+            && !self.allowed(
+                &self.broker.metadata.current(),
+                op,
+                ResourceType::Group,
+                group,
+            )
     }
 
     fn denied(&self, op: Operation, resource_type: ResourceType, name: &str) {

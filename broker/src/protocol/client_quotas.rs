@@ -151,7 +151,11 @@ pub fn describe(
         }
     }
     let part = |e: &QuotaEntity, ty: &str| -> Option<EntityName> {
-        if ty == USER { e.user.clone() } else { e.client_id.clone() }
+        if ty == USER {
+            e.user.clone()
+        } else {
+            e.client_id.clone()
+        }
     };
     let mut entries = Vec::new();
     for (entity, values) in &md.quotas {
@@ -160,8 +164,8 @@ pub fn describe(
                 return false;
             };
             match c.match_type {
-                0 => c.
-                    _match
+                0 => c
+                    ._match
                     .as_ref()
                     .is_some_and(|n| have == EntityName::Named(n.to_string())),
                 1 => have == EntityName::Default,
@@ -178,16 +182,28 @@ pub fn describe(
         }
         let mut ent = Vec::new();
         if let Some(u) = &entity.user {
-            ent.push(EntityData::default().with_entity_type(StrBytes::from_static_str(USER)).with_entity_name(name_of(u)));
+            ent.push(
+                EntityData::default()
+                    .with_entity_type(StrBytes::from_static_str(USER))
+                    .with_entity_name(name_of(u)),
+            );
         }
         if let Some(c) = &entity.client_id {
-            ent.push(EntityData::default().with_entity_type(StrBytes::from_static_str(CLIENT_ID)).with_entity_name(name_of(c)));
+            ent.push(
+                EntityData::default()
+                    .with_entity_type(StrBytes::from_static_str(CLIENT_ID))
+                    .with_entity_name(name_of(c)),
+            );
         }
         entries.push(
             EntryData::default().with_entity(ent).with_values(
                 values
                     .iter()
-                    .map(|(k, v)| ValueData::default().with_key(StrBytes::from_string(k.clone())).with_value(*v))
+                    .map(|(k, v)| {
+                        ValueData::default()
+                            .with_key(StrBytes::from_string(k.clone()))
+                            .with_value(*v)
+                    })
                     .collect(),
             ),
         );
@@ -209,13 +225,23 @@ pub async fn alter(
         let entity_echo: Vec<EntityData> = e
             .entity
             .iter()
-            .map(|d| EntityData::default().with_entity_type(d.entity_type.clone()).with_entity_name(d.entity_name.clone()))
+            .map(|d| {
+                EntityData::default()
+                    .with_entity_type(d.entity_type.clone())
+                    .with_entity_name(d.entity_name.clone())
+            })
             .collect();
         let parsed = (|| {
             if !authorized {
-                return Err((ResponseError::ClusterAuthorizationFailed, "ALTER_CONFIGS on the cluster is required to change quotas".to_string()));
+                return Err((
+                    ResponseError::ClusterAuthorizationFailed,
+                    "ALTER_CONFIGS on the cluster is required to change quotas".to_string(),
+                ));
             }
-            let mut entity = QuotaEntity { user: None, client_id: None };
+            let mut entity = QuotaEntity {
+                user: None,
+                client_id: None,
+            };
             for d in &e.entity {
                 let name = match &d.entity_name {
                     Some(n) => EntityName::Named(n.to_string()),
@@ -224,25 +250,40 @@ pub async fn alter(
                 let slot = match d.entity_type.as_str() {
                     USER => &mut entity.user,
                     CLIENT_ID => &mut entity.client_id,
-                    other => return Err((ResponseError::InvalidRequest, format!("entity type '{other}' is not supported (user, client-id)"))),
+                    other => {
+                        return Err((
+                            ResponseError::InvalidRequest,
+                            format!("entity type '{other}' is not supported (user, client-id)"),
+                        ));
+                    }
                 };
                 if slot.replace(name).is_some() {
-                    return Err((ResponseError::InvalidRequest, format!("entity type '{}' is given twice", d.entity_type.as_str())));
+                    return Err((
+                        ResponseError::InvalidRequest,
+                        format!("entity type '{}' is given twice", d.entity_type.as_str()),
+                    ));
                 }
             }
             if entity.user.is_none() && entity.client_id.is_none() {
-                return Err((ResponseError::InvalidRequest, "the entity names no user or client-id".into()));
+                return Err((
+                    ResponseError::InvalidRequest,
+                    "the entity names no user or client-id".into(),
+                ));
             }
             let mut ops = Vec::new();
             for op in &e.ops {
                 let key = op.key.to_string();
                 if op.remove {
                     if !quota::QUOTA_KEYS.contains(&key.as_str()) {
-                        return Err((ResponseError::InvalidRequest, format!("unknown quota '{key}'")));
+                        return Err((
+                            ResponseError::InvalidRequest,
+                            format!("unknown quota '{key}'"),
+                        ));
                     }
                     ops.push((key, None));
                 } else {
-                    quota::validate(&key, op.value).map_err(|m| (ResponseError::InvalidRequest, m))?;
+                    quota::validate(&key, op.value)
+                        .map_err(|m| (ResponseError::InvalidRequest, m))?;
                     ops.push((key, Some(op.value)));
                 }
             }
@@ -254,12 +295,21 @@ pub async fn alter(
                 changes.push((results.len(), change));
                 results.push(r);
             }
-            Err((code, m)) => results.push(r.with_error_code(code.code()).with_error_message(msg(m))),
+            Err((code, m)) => {
+                results.push(r.with_error_code(code.code()).with_error_message(msg(m)))
+            }
         }
     }
     if !req.validate_only && !changes.is_empty() {
         let entries: Vec<_> = changes.iter().map(|(_, c)| c.clone()).collect();
-        match ctx.broker.metadata.submit(MetadataCommand::AlterClientQuotas { entries: entries.clone() }).await {
+        match ctx
+            .broker
+            .metadata
+            .submit(MetadataCommand::AlterClientQuotas {
+                entries: entries.clone(),
+            })
+            .await
+        {
             Ok(_) => tracing::info!(principal = %ctx.principal, ?entries, "client quotas changed"),
             Err(e) => {
                 let code = super::topics::TopicError::from(e.clone()).code;

@@ -67,14 +67,25 @@ fn broker_target(broker: &Broker, name: &str) -> Result<Option<i32>, TopicError>
 }
 
 /// Kafka's checks: the operation on the topic, or on the cluster for broker configs.
-fn config_denied(ctx: &RequestContext, resource_type: i8, name: &str, op: Operation) -> Option<TopicError> {
+fn config_denied(
+    ctx: &RequestContext,
+    resource_type: i8,
+    name: &str,
+    op: Operation,
+) -> Option<TopicError> {
     if resource_type == TOPIC {
         ctx.topic_denied(op, name).then(|| {
-            TopicError::new(ResponseError::TopicAuthorizationFailed, format!("not authorized to {} topic {name}", op.name()))
+            TopicError::new(
+                ResponseError::TopicAuthorizationFailed,
+                format!("not authorized to {} topic {name}", op.name()),
+            )
         })
     } else {
         ctx.cluster_denied(op).then(|| {
-            TopicError::new(ResponseError::ClusterAuthorizationFailed, format!("not authorized to {} broker configs", op.name()))
+            TopicError::new(
+                ResponseError::ClusterAuthorizationFailed,
+                format!("not authorized to {} broker configs", op.name()),
+            )
         })
     }
 }
@@ -122,7 +133,12 @@ pub fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> DescribeCo
                 }
                 e
             };
-            if let Some(e) = config_denied(ctx, res.resource_type, &res.resource_name, Operation::DescribeConfigs) {
+            if let Some(e) = config_denied(
+                ctx,
+                res.resource_type,
+                &res.resource_name,
+                Operation::DescribeConfigs,
+            ) {
                 result.error_code = e.code;
                 result.error_message = msg(e.message);
                 return result;
@@ -335,7 +351,12 @@ pub async fn alter(ctx: &RequestContext, req: AlterConfigsRequest) -> AlterConfi
                     .map(|v| (c.name.to_string(), v.to_string()))
             })
             .collect();
-        let outcome = match config_denied(ctx, res.resource_type, &res.resource_name, Operation::AlterConfigs) {
+        let outcome = match config_denied(
+            ctx,
+            res.resource_type,
+            &res.resource_name,
+            Operation::AlterConfigs,
+        ) {
             Some(e) => Err(e),
             None => {
                 commit(
@@ -446,7 +467,12 @@ pub async fn incremental_alter(
                 }
             }
         }
-        let denied = config_denied(ctx, res.resource_type, &res.resource_name, Operation::AlterConfigs);
+        let denied = config_denied(
+            ctx,
+            res.resource_type,
+            &res.resource_name,
+            Operation::AlterConfigs,
+        );
         let outcome = match denied.or(op_error) {
             Some(e) => Err(e),
             None => {

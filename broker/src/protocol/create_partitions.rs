@@ -3,9 +3,9 @@
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
-use crate::security::acl::Operation;
 use super::topics;
 use super::{RequestContext, msg};
+use crate::security::acl::Operation;
 
 pub async fn handle(
     ctx: &RequestContext,

@@ -9,10 +9,10 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::security::acl::{CLUSTER_RESOURCE, Operation, ResourceType};
 use super::topics::{self, NewTopic};
 use super::{RequestContext, msg};
 use crate::config::topic::topic_config_names;
+use crate::security::acl::{CLUSTER_RESOURCE, Operation, ResourceType};
 
 pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let broker = &ctx.broker;
@@ -32,8 +32,12 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> CreateTop
         }
         if ctx.authorizing() {
             let md = broker.metadata.current();
-            let may_create = ctx.allowed_quietly(&md, Operation::Create, ResourceType::Cluster, CLUSTER_RESOURCE)
-                || ctx.allowed(&md, Operation::Create, ResourceType::Topic, &name);
+            let may_create = ctx.allowed_quietly(
+                &md,
+                Operation::Create,
+                ResourceType::Cluster,
+                CLUSTER_RESOURCE,
+            ) || ctx.allowed(&md, Operation::Create, ResourceType::Topic, &name);
             if !may_create {
                 result.error_code = ResponseError::TopicAuthorizationFailed.code();
                 result.error_message = msg(format!("not authorized to create topic {name}"));

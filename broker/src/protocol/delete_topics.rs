@@ -6,9 +6,9 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicN
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
-use crate::security::acl::Operation;
 use super::topics::{self, TopicError};
 use super::{RequestContext, msg};
+use crate::security::acl::Operation;
 
 pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
     let broker = &ctx.broker;

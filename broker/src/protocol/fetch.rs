@@ -15,8 +15,8 @@ use tokio::sync::watch;
 
 use super::{RequestContext, absent_partition_error};
 use crate::replica::Partition;
-use crate::security::acl::{Operation, ResourceType};
 use crate::replica::partition::{LogOffsets, ReadResult};
+use crate::security::acl::{Operation, ResourceType};
 
 /// One requested partition, resolved once per request.
 struct Target {

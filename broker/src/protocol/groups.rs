@@ -396,7 +396,8 @@ pub async fn offset_commit(ctx: &RequestContext, req: OffsetCommitRequest) -> Of
     let mut values: Vec<(String, i32, OffsetValue)> = Vec::new();
     for t in &req.topics {
         let topic = t.name.0.to_string();
-        let denied = ctx.authorizing() && !ctx.allowed(&md, Operation::Read, ResourceType::Topic, &topic);
+        let denied =
+            ctx.authorizing() && !ctx.allowed(&md, Operation::Read, ResourceType::Topic, &topic);
         let known = md.topics.get(&topic);
         let mut tc = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
@@ -524,7 +525,8 @@ fn fetch_group(
     if ctx.authorizing() {
         // Offsets of topics the principal may not describe are not revealed.
         let md = broker.metadata.current();
-        wanted.retain(|(t, _)| ctx.allowed_quietly(&md, Operation::Describe, ResourceType::Topic, t));
+        wanted
+            .retain(|(t, _)| ctx.allowed_quietly(&md, Operation::Describe, ResourceType::Topic, t));
     }
     Ok(wanted
         .into_iter()
@@ -766,7 +768,8 @@ pub fn list(ctx: &RequestContext, req: ListGroupsRequest) -> ListGroupsResponse 
             let g = g.lock();
             if g.state == GroupState::Dead
                 || broker.groups.check(broker, &g.id).is_err()
-                || (ctx.authorizing() && !ctx.allowed_quietly(&md, Operation::Describe, ResourceType::Group, &g.id))
+                || (ctx.authorizing()
+                    && !ctx.allowed_quietly(&md, Operation::Describe, ResourceType::Group, &g.id))
             {
                 return None;
             }

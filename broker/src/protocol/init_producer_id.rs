@@ -22,8 +22,12 @@ pub async fn handle(ctx: &RequestContext, req: InitProducerIdRequest) -> InitPro
     if ctx.authorizing() {
         // Kafka: IDEMPOTENT_WRITE on the cluster, or WRITE on some topic.
         let md = broker.metadata.current();
-        let allowed = ctx.allowed_quietly(&md, Operation::IdempotentWrite, ResourceType::Cluster, CLUSTER_RESOURCE)
-            || ctx.any_allowed(&md, Operation::Write, ResourceType::Topic);
+        let allowed = ctx.allowed_quietly(
+            &md,
+            Operation::IdempotentWrite,
+            ResourceType::Cluster,
+            CLUSTER_RESOURCE,
+        ) || ctx.any_allowed(&md, Operation::Write, ResourceType::Topic);
         if !allowed {
             return resp.with_error_code(ResponseError::ClusterAuthorizationFailed.code());
         }

@@ -109,7 +109,12 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
                     .values()
                     .filter(|t| {
                         !ctx.authorizing()
-                            || ctx.allowed_quietly(&md, Operation::Describe, ResourceType::Topic, &t.name)
+                            || ctx.allowed_quietly(
+                                &md,
+                                Operation::Describe,
+                                ResourceType::Topic,
+                                &t.name,
+                            )
                     })
                     .map(|t| describe_topic(&md, t, v)),
             );
@@ -121,7 +126,9 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
                 let Some(name) = rt.name.as_ref().map(|n| n.0.to_string()) else {
                     continue;
                 };
-                if ctx.authorizing() && !ctx.allowed(&md, Operation::Describe, ResourceType::Topic, &name) {
+                if ctx.authorizing()
+                    && !ctx.allowed(&md, Operation::Describe, ResourceType::Topic, &name)
+                {
                     results.insert(i, error_topic(Some(&name), Uuid::nil(), DENIED, v));
                     continue;
                 }
@@ -145,7 +152,12 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
                     continue;
                 }
                 if ctx.authorizing()
-                    && !ctx.allowed_quietly(&md, Operation::Create, ResourceType::Cluster, CLUSTER_RESOURCE)
+                    && !ctx.allowed_quietly(
+                        &md,
+                        Operation::Create,
+                        ResourceType::Cluster,
+                        CLUSTER_RESOURCE,
+                    )
                     && !ctx.allowed(&md, Operation::Create, ResourceType::Topic, &name)
                 {
                     results.insert(i, error_topic(Some(&name), Uuid::nil(), DENIED, v));

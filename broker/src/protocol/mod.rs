@@ -223,7 +223,7 @@ pub async fn handle_frame(
         }
         ApiKey::SaslAuthenticate => {
             let req = decode_or_close!(m::SaslAuthenticateRequest, ctx, frame);
-            sasl::authenticate(&ctx, session, req)
+            sasl::authenticate(&ctx, session, req).await
         }
         _ => dispatch(&ctx, frame).await,
     };

@@ -22,8 +22,8 @@ pub fn handle(
         .topics
         .into_iter()
         .map(|t| {
-            let denied =
-                follower_denied || (!for_follower && ctx.topic_denied(Operation::Describe, &t.topic.0));
+            let denied = follower_denied
+                || (!for_follower && ctx.topic_denied(Operation::Describe, &t.topic.0));
             let partitions = t
                 .partitions
                 .iter()
@@ -33,7 +33,9 @@ pub fn handle(
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
                     match broker.replicas.get(&t.topic.0, p.partition) {
-                        _ if denied => r.error_code = ResponseError::TopicAuthorizationFailed.code(),
+                        _ if denied => {
+                            r.error_code = ResponseError::TopicAuthorizationFailed.code()
+                        }
                         None => r.error_code = ResponseError::UnknownTopicOrPartition.code(),
                         Some(partition) => {
                             match partition.end_offset_for_epoch(

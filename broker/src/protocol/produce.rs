@@ -52,7 +52,9 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> (ProduceRespon
     // Only looked up when an authorizer is on.
     let md = ctx.authorizing().then(|| broker.metadata.current());
     let txn_denied = match (&md, &req.transactional_id) {
-        (Some(md), Some(id)) => !ctx.allowed(md, Operation::Write, ResourceType::TransactionalId, id),
+        (Some(md), Some(id)) => {
+            !ctx.allowed(md, Operation::Write, ResourceType::TransactionalId, id)
+        }
         _ => false,
     };
     for (ti, topic) in req.topic_data.into_iter().enumerate() {

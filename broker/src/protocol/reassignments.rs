@@ -41,7 +41,9 @@ pub async fn alter(
     if ctx.cluster_denied(Operation::Alter) {
         return AlterPartitionReassignmentsResponse::default()
             .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
-            .with_error_message(super::msg("ALTER on the cluster is required to move partitions"));
+            .with_error_message(super::msg(
+                "ALTER on the cluster is required to move partitions",
+            ));
     }
     let md = ctx.broker.metadata.current();
     // v0 had no such flag and allowed it.
@@ -163,7 +165,9 @@ pub fn list(
     if ctx.cluster_denied(Operation::Describe) {
         return ListPartitionReassignmentsResponse::default()
             .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
-            .with_error_message(super::msg("DESCRIBE on the cluster is required to list reassignments"));
+            .with_error_message(super::msg(
+                "DESCRIBE on the cluster is required to list reassignments",
+            ));
     }
     let md = ctx.broker.metadata.current();
     let wanted: Option<BTreeMap<&str, &[i32]>> = req.topics.as_ref().map(|ts| {

@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{
-    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
-    SaslHandshakeResponse,
+    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -98,16 +97,19 @@ impl Session {
         ) {
             return None;
         }
+        let expired = || {
+            self.expires.is_some_and(|e| Instant::now() >= e).then(|| {
+                "SASL session expired (connections.max.reauth.ms) and the client did not \
+                     re-authenticate"
+                    .to_string()
+            })
+        };
+        if self.authenticated_before {
+            // Re-authenticating (KIP-368): the session stands until it expires.
+            return expired();
+        }
         match self.state {
             SaslState::Off => None,
-            SaslState::Authenticated => self
-                .expires
-                .is_some_and(|e| Instant::now() >= e)
-                .then(|| {
-                    "SASL session expired (connections.max.reauth.ms) and the client did not \
-                     re-authenticate"
-                        .to_string()
-                }),
             _ => Some(format!(
                 "unexpected {api:?} request before SASL authentication completed"
             )),
@@ -141,7 +143,11 @@ fn respond_close<R: kafka_protocol::protocol::Encodable>(
     }
 }
 
-pub fn handshake(ctx: &RequestContext, session: &mut Session, req: SaslHandshakeRequest) -> Outcome {
+pub fn handshake(
+    ctx: &RequestContext,
+    session: &mut Session,
+    req: SaslHandshakeRequest,
+) -> Outcome {
     let mechanisms: Vec<StrBytes> = session
         .mechanisms
         .iter()
@@ -170,14 +176,20 @@ pub fn handshake(ctx: &RequestContext, session: &mut Session, req: SaslHandshake
     let mechanism = req.mechanism.to_string();
     if !session.mechanisms.contains(&mechanism) {
         resp.error_code = ResponseError::UnsupportedSaslMechanism.code();
-        ctx.broker.metrics.authentication_failure("unsupported_mechanism");
+        ctx.broker
+            .metrics
+            .authentication_failure("unsupported_mechanism");
         ctx.broker.security.audit.authentication_failed(
             &ctx.peer.to_string(),
             &session.listener,
             &mechanism,
             "mechanism not enabled (sasl.enabled.mechanisms)",
         );
-        return respond_close(ctx, &resp, format!("unsupported SASL mechanism {mechanism}"));
+        return respond_close(
+            ctx,
+            &resp,
+            format!("unsupported SASL mechanism {mechanism}"),
+        );
     }
     session.state = SaslState::Mechanism(mechanism);
     super::respond(ctx, resp)
@@ -192,7 +204,7 @@ fn metric_name(mechanism: &str) -> &'static str {
     }
 }
 
-pub fn authenticate(
+pub async fn authenticate(
     ctx: &RequestContext,
     session: &mut Session,
     req: SaslAuthenticateRequest,
@@ -200,19 +212,29 @@ pub fn authenticate(
     let state = std::mem::replace(&mut session.state, SaslState::AwaitHandshake);
     let (mechanism, result): (String, Result<Option<(Bytes, String)>, SaslError>) = match state {
         SaslState::Mechanism(m) if m == "PLAIN" => {
-            let r = parse_plain(&req.auth_bytes).and_then(|(user, password)| {
-                let md = ctx.broker.metadata.current();
-                let ok = md.scram.get(&user).is_some_and(|creds| {
-                    creds
-                        .iter()
-                        .any(|(mech, cred)| cred.verify_password(*mech, &password))
-                });
-                if ok {
-                    Ok(Some((Bytes::new(), user)))
-                } else {
-                    Err(SaslError::Failed(format!("wrong password or unknown user '{user}'")))
+            let r = match parse_plain(&req.auth_bytes) {
+                Err(e) => Err(e),
+                Ok((user, password)) => {
+                    let creds = ctx.broker.metadata.current().scram.get(&user).cloned();
+                    // PBKDF2 takes milliseconds by design: not on the connection threads.
+                    let ok = tokio::task::spawn_blocking(move || {
+                        creds.is_some_and(|creds| {
+                            creds
+                                .iter()
+                                .any(|(mech, cred)| cred.verify_password(*mech, &password))
+                        })
+                    })
+                    .await
+                    .unwrap_or(false);
+                    if ok {
+                        Ok(Some((Bytes::new(), user)))
+                    } else {
+                        Err(SaslError::Failed(format!(
+                            "wrong password or unknown user '{user}'"
+                        )))
+                    }
                 }
-            });
+            };
             (m, r)
         }
         SaslState::Mechanism(m) => match ScramMechanism::from_name(&m) {
@@ -225,8 +247,8 @@ pub fn authenticate(
                 match r {
                     Ok(first) => {
                         session.state = SaslState::Scram(server, mech);
-                        let resp = SaslAuthenticateResponse::default()
-                            .with_auth_bytes(Bytes::from(first));
+                        let resp =
+                            SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(first));
                         return super::respond(ctx, resp);
                     }
                     Err(e) => (m, Err(e)),
@@ -249,7 +271,9 @@ pub fn authenticate(
         }
     };
     let fail = |session: &Session, reason: String, client: String| {
-        ctx.broker.metrics.authentication_failure(metric_name(&mechanism));
+        ctx.broker
+            .metrics
+            .authentication_failure(metric_name(&mechanism));
         ctx.broker.security.audit.authentication_failed(
             &ctx.peer.to_string(),
             &session.listener,
@@ -264,7 +288,9 @@ pub fn authenticate(
     match result {
         Ok(Some((bytes, user))) => match session.authenticated(&user) {
             Ok(lifetime) => {
-                ctx.broker.metrics.authentication_success(metric_name(&mechanism));
+                ctx.broker
+                    .metrics
+                    .authentication_success(metric_name(&mechanism));
                 tracing::debug!(peer = %ctx.peer, listener = %session.listener, %user, %mechanism, "authenticated");
                 let resp = SaslAuthenticateResponse::default()
                     .with_auth_bytes(bytes)
@@ -273,7 +299,11 @@ pub fn authenticate(
             }
             Err(reason) => fail(session, reason.clone(), reason),
         },
-        Ok(None) => fail(session, "no credential".into(), "authentication failed".into()),
+        Ok(None) => fail(
+            session,
+            "no credential".into(),
+            "authentication failed".into(),
+        ),
         Err(e) => {
             let client = e.client_message(&mechanism);
             fail(session, e.to_string(), client)

@@ -93,9 +93,9 @@ pub async fn alter(
     let authorized = ctx.cluster_allowed(&md, Operation::Alter);
     let mut seen: BTreeSet<(String, i8)> = BTreeSet::new();
     let fail = |errors: &mut BTreeMap<String, (ResponseError, String)>,
-                    user: &str,
-                    e: ResponseError,
-                    m: String| {
+                user: &str,
+                e: ResponseError,
+                m: String| {
         errors.entry(user.to_string()).or_insert((e, m));
     };
     let mut upsert = Vec::new();
@@ -104,16 +104,29 @@ pub async fn alter(
         let user = d.name.to_string();
         users.insert(user.clone());
         if !seen.insert((user.clone(), d.mechanism)) {
-            fail(&mut errors, &user, ResponseError::DuplicateResource,
-                format!("{user} is changed twice for one mechanism"));
+            fail(
+                &mut errors,
+                &user,
+                ResponseError::DuplicateResource,
+                format!("{user} is changed twice for one mechanism"),
+            );
             continue;
         }
         match ScramMechanism::from_kafka_type(d.mechanism) {
-            None => fail(&mut errors, &user, ResponseError::UnsupportedSaslMechanism,
-                format!("unknown SCRAM mechanism {}", d.mechanism)),
+            None => fail(
+                &mut errors,
+                &user,
+                ResponseError::UnsupportedSaslMechanism,
+                format!("unknown SCRAM mechanism {}", d.mechanism),
+            ),
             Some(m) if md.scram.get(&user).is_none_or(|c| !c.contains_key(&m)) => fail(
-                &mut errors, &user, ResponseError::ResourceNotFound,
-                format!("attempt to delete a user credential that does not exist: {user} {}", m.name()),
+                &mut errors,
+                &user,
+                ResponseError::ResourceNotFound,
+                format!(
+                    "attempt to delete a user credential that does not exist: {user} {}",
+                    m.name()
+                ),
             ),
             Some(m) => delete.push((user, m)),
         }
@@ -122,46 +135,87 @@ pub async fn alter(
         let user = u.name.to_string();
         users.insert(user.clone());
         if !seen.insert((user.clone(), u.mechanism)) {
-            fail(&mut errors, &user, ResponseError::DuplicateResource,
-                format!("{user} is changed twice for one mechanism"));
+            fail(
+                &mut errors,
+                &user,
+                ResponseError::DuplicateResource,
+                format!("{user} is changed twice for one mechanism"),
+            );
             continue;
         }
         let Some(m) = ScramMechanism::from_kafka_type(u.mechanism) else {
-            fail(&mut errors, &user, ResponseError::UnsupportedSaslMechanism,
-                format!("unknown SCRAM mechanism {}", u.mechanism));
+            fail(
+                &mut errors,
+                &user,
+                ResponseError::UnsupportedSaslMechanism,
+                format!("unknown SCRAM mechanism {}", u.mechanism),
+            );
             continue;
         };
         let range = ScramMechanism::MIN_ITERATIONS..=ScramMechanism::MAX_ITERATIONS;
         let iterations = u32::try_from(u.iterations).unwrap_or(0);
         if user.is_empty() {
-            fail(&mut errors, &user, ResponseError::UnacceptableCredential, "empty user name".into());
+            fail(
+                &mut errors,
+                &user,
+                ResponseError::UnacceptableCredential,
+                "empty user name".into(),
+            );
         } else if !range.contains(&iterations) {
-            fail(&mut errors, &user, ResponseError::UnacceptableCredential, format!(
-                "iterations must be between {} and {}", range.start(), range.end()
-            ));
+            fail(
+                &mut errors,
+                &user,
+                ResponseError::UnacceptableCredential,
+                format!(
+                    "iterations must be between {} and {}",
+                    range.start(),
+                    range.end()
+                ),
+            );
         } else if u.salt.is_empty() || u.salted_password.is_empty() {
-            fail(&mut errors, &user, ResponseError::UnacceptableCredential,
-                "salt and salted password must not be empty".into());
+            fail(
+                &mut errors,
+                &user,
+                ResponseError::UnacceptableCredential,
+                "salt and salted password must not be empty".into(),
+            );
         } else {
-            let cred = ScramCredential::from_salted_password(m, &u.salted_password, &u.salt, iterations);
+            let cred =
+                ScramCredential::from_salted_password(m, &u.salted_password, &u.salt, iterations);
             upsert.push((user, m, cred));
         }
     }
     if !authorized {
         for u in &users {
-            errors.insert(u.clone(), (ResponseError::ClusterAuthorizationFailed,
-                "ALTER on the cluster is required to change SCRAM users".into()));
+            errors.insert(
+                u.clone(),
+                (
+                    ResponseError::ClusterAuthorizationFailed,
+                    "ALTER on the cluster is required to change SCRAM users".into(),
+                ),
+            );
         }
     }
     upsert.retain(|(u, _, _)| !errors.contains_key(u));
     delete.retain(|(u, _)| !errors.contains_key(u));
     if !upsert.is_empty() || !delete.is_empty() {
-        let names: Vec<String> = upsert.iter().map(|(u, _, _)| u.clone())
-            .chain(delete.iter().map(|(u, _)| u.clone())).collect();
-        if let Err(e) = ctx.broker.metadata.submit(MetadataCommand::AlterScramCredentials { upsert, delete }).await {
+        let names: Vec<String> = upsert
+            .iter()
+            .map(|(u, _, _)| u.clone())
+            .chain(delete.iter().map(|(u, _)| u.clone()))
+            .collect();
+        if let Err(e) = ctx
+            .broker
+            .metadata
+            .submit(MetadataCommand::AlterScramCredentials { upsert, delete })
+            .await
+        {
             let code = super::topics::TopicError::from(e.clone()).code;
             for u in names {
-                errors.entry(u).or_insert((ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError), e.to_string()));
+                errors.entry(u).or_insert((
+                    ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError),
+                    e.to_string(),
+                ));
             }
         } else {
             tracing::info!(principal = %ctx.principal, users = ?names, "SCRAM credentials changed");
@@ -173,7 +227,9 @@ pub async fn alter(
             let r = AlterUserScramCredentialsResult::default()
                 .with_user(StrBytes::from_string(u.clone()));
             match errors.get(&u) {
-                Some((e, m)) => r.with_error_code(e.code()).with_error_message(msg(m.clone())),
+                Some((e, m)) => r
+                    .with_error_code(e.code())
+                    .with_error_message(msg(m.clone())),
                 None => r,
             }
         })

@@ -32,7 +32,10 @@ pub enum ClientError {
 
 /// A TCP or TLS stream to the leader.
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug> Stream for T {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug> Stream
+    for T
+{
+}
 
 #[derive(Debug)]
 pub struct LeaderConnection {
@@ -69,7 +72,8 @@ impl LeaderConnection {
             None => Box::new(stream),
             Some(files) => {
                 let other = |e: String| io(std::io::Error::other(e));
-                let cfg = crate::security::tls::client_config(files).map_err(|e| other(e.to_string()))?;
+                let cfg =
+                    crate::security::tls::client_config(files).map_err(|e| other(e.to_string()))?;
                 let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
                 let host = host.trim_start_matches('[').trim_end_matches(']');
                 let name = rustls::pki_types::ServerName::try_from(host.to_string())

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use sluice_api::admin as pb;
 use tonic::Status;
 
-use super::acl::{AclBinding, AclFilter, Operation, PatternFilter, PatternType, Permission, ResourceType};
+use super::acl::{
+    AclBinding, AclFilter, Operation, PatternFilter, PatternType, Permission, ResourceType,
+};
 use super::quota::{self, EntityName, QuotaEntity};
 use super::sasl::{ScramCredential, ScramMechanism};
 use crate::broker::Broker;
@@ -55,7 +57,9 @@ pub async fn upsert_user(
         0 => DEFAULT_ITERATIONS,
         i => u32::try_from(i)
             .ok()
-            .filter(|i| (ScramMechanism::MIN_ITERATIONS..=ScramMechanism::MAX_ITERATIONS).contains(i))
+            .filter(|i| {
+                (ScramMechanism::MIN_ITERATIONS..=ScramMechanism::MAX_ITERATIONS).contains(i)
+            })
             .ok_or_else(|| {
                 invalid(format!(
                     "iterations must be between {} and {}",
@@ -125,7 +129,11 @@ pub async fn delete_user(broker: &Broker, name: &str) -> Result<(), Status> {
 }
 
 fn or_default<'a>(v: &'a str, default: &'a str) -> &'a str {
-    if v.trim().is_empty() { default } else { v.trim() }
+    if v.trim().is_empty() {
+        default
+    } else {
+        v.trim()
+    }
 }
 
 pub fn binding(a: &pb::Acl) -> Result<AclBinding, Status> {
@@ -163,13 +171,16 @@ pub fn filter(f: &pb::AclFilter) -> Result<AclFilter, Status> {
         if v.trim().is_empty() || v.trim().eq_ignore_ascii_case("ANY") {
             return Ok(None);
         }
-        parse(v).map(Some).ok_or_else(|| invalid(format!("unknown {what} '{v}'")))
+        parse(v)
+            .map(Some)
+            .ok_or_else(|| invalid(format!("unknown {what} '{v}'")))
     }
     let pattern = match f.pattern_type.trim().to_ascii_uppercase().as_str() {
         "" | "ANY" => PatternFilter::Any,
         "MATCH" => PatternFilter::Match,
         other => PatternFilter::Exact(
-            PatternType::parse(other).ok_or_else(|| invalid(format!("unknown pattern type '{other}'")))?,
+            PatternType::parse(other)
+                .ok_or_else(|| invalid(format!("unknown pattern type '{other}'")))?,
         ),
     };
     let text = |v: &str| (!v.is_empty()).then(|| v.to_string());
@@ -225,8 +236,15 @@ pub async fn replace_principal_acls(
     broker: &Broker,
     req: &pb::ReplacePrincipalAclsRequest,
 ) -> Result<pb::AclList, Status> {
-    if req.principal.split_once(':').is_none_or(|(t, n)| t.is_empty() || n.is_empty()) {
-        return Err(invalid(format!("principal '{}' is not Type:name", req.principal)));
+    if req
+        .principal
+        .split_once(':')
+        .is_none_or(|(t, n)| t.is_empty() || n.is_empty())
+    {
+        return Err(invalid(format!(
+            "principal '{}' is not Type:name",
+            req.principal
+        )));
     }
     let wanted: Vec<AclBinding> = req.acls.iter().map(binding).collect::<Result<_, _>>()?;
     if let Some(b) = wanted.iter().find(|b| b.principal != req.principal) {
@@ -236,7 +254,11 @@ pub async fn replace_principal_acls(
         )));
     }
     let md = broker.metadata.current();
-    let missing: Vec<AclBinding> = wanted.iter().filter(|b| !md.acls.contains(b)).cloned().collect();
+    let missing: Vec<AclBinding> = wanted
+        .iter()
+        .filter(|b| !md.acls.contains(b))
+        .cloned()
+        .collect();
     if !missing.is_empty() {
         broker
             .metadata
@@ -294,7 +316,10 @@ pub fn list_quotas(md: &ClusterMetadata) -> pb::QuotaList {
     }
 }
 
-pub async fn set_quotas(broker: &Broker, req: &pb::SetQuotasRequest) -> Result<pb::QuotaList, Status> {
+pub async fn set_quotas(
+    broker: &Broker,
+    req: &pb::SetQuotasRequest,
+) -> Result<pb::QuotaList, Status> {
     let entity = QuotaEntity {
         user: entity_name(&req.user),
         client_id: entity_name(&req.client_id),

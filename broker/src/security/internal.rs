@@ -55,7 +55,9 @@ pub fn client_endpoint(addr: &str, files: &TlsFiles) -> Result<Endpoint, String>
     Endpoint::from_shared(format!("https://{addr}"))
         .and_then(|e| e.tls_config(tls))
         .map_err(|e| {
-            let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
+            let cause = std::error::Error::source(&e)
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
             format!("internal TLS endpoint {addr}: {e}{cause}")
         })
 }

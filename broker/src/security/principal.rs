@@ -170,17 +170,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            rules.apply("CN=kafka-broker,OU=ServiceUsers,O=Acme").as_deref(),
+            rules
+                .apply("CN=kafka-broker,OU=ServiceUsers,O=Acme")
+                .as_deref(),
             Some("kafka-broker")
         );
-        assert_eq!(rules.apply("CN=Alice,OU=Eng,O=Acme").as_deref(), Some("alice@eng"));
+        assert_eq!(
+            rules.apply("CN=Alice,OU=Eng,O=Acme").as_deref(),
+            Some("alice@eng")
+        );
         assert_eq!(rules.apply("CN=bob").as_deref(), Some("CN=bob"));
         let strict = MappingRules::parse("RULE:^CN=([^,]*).*$/$1/U").unwrap();
         assert_eq!(strict.apply("CN=carol,O=x").as_deref(), Some("CAROL"));
         assert_eq!(strict.apply("O=x"), None);
         assert!(MappingRules::parse("RULE:^CN=(.*$/$1/").is_err());
         assert!(MappingRules::parse("NOPE").is_err());
-        assert_eq!(MappingRules::parse("").unwrap().apply("CN=a").as_deref(), Some("CN=a"));
+        assert_eq!(
+            MappingRules::parse("").unwrap().apply("CN=a").as_deref(),
+            Some("CN=a")
+        );
     }
 
     #[test]

@@ -183,12 +183,11 @@ impl TlsServer {
     ) -> Result<Self, TlsError> {
         let m = Material::read(files)?;
         let (cfg, expiry) = server_config(what, files, &m, &alpn)?;
-        let rules = MappingRules::parse(&files.principal_rules).map_err(|reason| {
-            TlsError::Config {
+        let rules =
+            MappingRules::parse(&files.principal_rules).map_err(|reason| TlsError::Config {
                 what: what.to_string(),
                 reason,
-            }
-        })?;
+            })?;
         Ok(Self {
             what: what.to_string(),
             files: files.clone(),

@@ -84,13 +84,8 @@ async fn read_frames<R: AsyncRead + Unpin>(
 
 /// Serves one connection given its read and write halves (a TCP stream's own halves,
 /// or those of a TLS stream).
-pub async fn run<R, W>(
-    broker: Arc<Broker>,
-    rd: R,
-    wr: W,
-    peer: SocketAddr,
-    mut session: Session,
-) where
+pub async fn run<R, W>(broker: Arc<Broker>, rd: R, wr: W, peer: SocketAddr, mut session: Session)
+where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin,
 {

@@ -113,7 +113,9 @@ async fn start(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, listene
             return;
         }
         Err(_) => {
-            broker.metrics.authentication_failure("tls_handshake_timeout");
+            broker
+                .metrics
+                .authentication_failure("tls_handshake_timeout");
             tracing::debug!(%peer, %listener, "TLS handshake timed out");
             return;
         }
@@ -123,10 +125,12 @@ async fn start(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, listene
         Ok(_) => {}
         Err(reason) => {
             broker.metrics.authentication_failure("tls_principal");
-            broker
-                .security
-                .audit
-                .authentication_failed(&peer.to_string(), &listener, "TLS", &reason);
+            broker.security.audit.authentication_failed(
+                &peer.to_string(),
+                &listener,
+                "TLS",
+                &reason,
+            );
             return;
         }
     }
