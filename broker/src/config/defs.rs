@@ -354,7 +354,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         T::String,
         Some("PLAINTEXT"),
         Validator::OneOf(&["PLAINTEXT", "SSL"]),
-        "SSL protects the internal gRPC port (metadata quorum, admin API) with mutual TLS, using `listener.name.internal.ssl.*` (falling back to `ssl.*`); peers and admin clients need a certificate from the truststore.",
+        "SSL protects the internal gRPC port (metadata quorum, admin API) with mutual TLS, using `internal.listener.ssl.*` (e.g. `internal.listener.ssl.truststore.location`, falling back to `ssl.*`); peers and admin clients need a certificate from the truststore.",
     ),
     def(
         "log.dirs",

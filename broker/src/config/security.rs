@@ -24,10 +24,18 @@ const PER_LISTENER: &[&str] = &[
     "connections.max.reauth.ms",
 ];
 
-/// The definition of `listener.name.<name>.<setting>`: that of `<setting>`.
+/// Prefix of the internal gRPC port's own TLS settings (`internal.listener.ssl.*`).
+const INTERNAL_PREFIX: &str = "internal.listener.";
+
+/// The definition of `listener.name.<name>.<setting>` or `internal.listener.<ssl setting>`:
+/// that of `<setting>`.
 pub fn per_listener_def(name: &str) -> Option<&'static ConfigDef> {
-    let rest = name.strip_prefix("listener.name.")?;
-    let (_, setting) = rest.split_once('.')?;
+    let setting = match name.strip_prefix("listener.name.") {
+        Some(rest) => rest.split_once('.')?.1,
+        None => name
+            .strip_prefix(INTERNAL_PREFIX)
+            .filter(|s| s.starts_with("ssl."))?,
+    };
     PER_LISTENER
         .contains(&setting)
         .then(|| defs::broker_def(setting))
@@ -172,8 +180,14 @@ impl SecurityConfig {
             .as_deref()
         {
             Some("SSL") => {
-                let get = |key: &str| listener_value(statics, "INTERNAL", key);
-                let mut files = tls_files(&get, "INTERNAL")?;
+                let get = |key: &str| {
+                    statics
+                        .explicit()
+                        .get(&format!("{INTERNAL_PREFIX}{key}"))
+                        .cloned()
+                        .or_else(|| statics.str(key))
+                };
+                let mut files = tls_files(&get, "internal.listener")?;
                 files.client_auth = ClientAuth::Required;
                 if files.truststore.is_none() {
                     return Err(ConfigError::Invalid(
@@ -240,8 +254,7 @@ fn tls_files(
             return Err(ConfigError::Invalid(format!(
                 "listener {listener} uses TLS: set ssl.keystore.location (PEM key and \
                  certificate chain) or both ssl.certificate.location and ssl.key.location \
-                 (or their listener.name.{}.* forms)",
-                listener.to_ascii_lowercase()
+                 (or their per-listener forms)"
             )));
         }
     };
@@ -366,6 +379,38 @@ mod tests {
         .to_string();
         assert!(err.contains("ssl.truststore.location"), "{err}");
         assert!(load(&[("listener.name.ssl.sasl.enabled.mechanisms", "GSSAPI")]).is_err());
+    }
+
+    #[test]
+    fn internal_port_has_its_own_tls_settings() {
+        let cfg = load(&[
+            ("internal.listener.security.protocol", "SSL"),
+            ("ssl.keystore.location", "/tls/kafka.pem"),
+            (
+                "internal.listener.ssl.keystore.location",
+                "/tls/internal.pem",
+            ),
+            (
+                "internal.listener.ssl.truststore.location",
+                "/tls/internal-ca.crt",
+            ),
+        ])
+        .unwrap();
+        let internal = cfg.security.internal_tls.unwrap();
+        assert_eq!(internal.certificate, PathBuf::from("/tls/internal.pem"));
+        assert_eq!(
+            internal.truststore,
+            Some(PathBuf::from("/tls/internal-ca.crt"))
+        );
+        assert_eq!(internal.client_auth, ClientAuth::Required);
+        // Without a truststore nobody could be verified.
+        assert!(
+            load(&[
+                ("internal.listener.security.protocol", "SSL"),
+                ("ssl.keystore.location", "/tls/kafka.pem"),
+            ])
+            .is_err()
+        );
     }
 
     #[test]
