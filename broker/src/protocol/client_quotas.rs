@@ -108,8 +108,9 @@ pub fn apply<R: Throttle + Encodable>(ctx: &RequestContext, body: &mut R) {
         }
         _ => {}
     }
-    // request_percentage: handler time as a percentage of one thread.
-    let busy = ctx.started.elapsed().as_secs_f64() * 100.0;
+    // request_percentage: handler time (not waits) as a percentage of one thread.
+    let waited = Duration::from_micros(ctx.waited_us.load(Ordering::Relaxed));
+    let busy = ctx.started.elapsed().saturating_sub(waited).as_secs_f64() * 100.0;
     record(QuotaKind::Request, busy, "request");
     if !throttle.is_zero() {
         let ms = i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX);

@@ -222,11 +222,13 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
                 None => std::future::pending::<()>().await,
             }
         };
+        let waiting = std::time::Instant::now();
         tokio::select! {
             _ = any_change => {}
             _ = tokio::time::sleep_until(deadline) => {}
             _ = broker.shutdown.cancelled() => {}
         }
+        ctx.waited(waiting);
     };
 
     // Hot data that already satisfies the request is not held up by remote reads beyond
@@ -239,7 +241,9 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
         })
         .sum();
     let hot_ready = hot > 0 && hot >= min_bytes;
+    let waiting = std::time::Instant::now();
     let remote = read_remote(broker, &targets, &planned, hot_ready).await;
+    ctx.waited(waiting);
 
     let mut topics: Vec<FetchableTopicResponse> = req
         .topics

@@ -77,9 +77,18 @@ pub struct RequestContext {
     pub throttle_ms: AtomicI32,
     /// Replication traffic is not subject to client quotas.
     pub quota_exempt: AtomicBool,
+    /// Time spent waiting (long polls, acks=all, remote reads), which
+    /// `request_percentage` quotas do not count as handler time.
+    pub waited_us: std::sync::atomic::AtomicU64,
 }
 
 impl RequestContext {
+    /// Counts `since.elapsed()` as waiting rather than work.
+    pub fn waited(&self, since: Instant) {
+        self.waited_us
+            .fetch_add(since.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+
     pub fn client(&self) -> &str {
         self.client_id.as_deref().unwrap_or("-")
     }
@@ -214,6 +223,7 @@ pub async fn handle_frame(
         request_bytes,
         throttle_ms: AtomicI32::new(0),
         quota_exempt: AtomicBool::new(false),
+        waited_us: std::sync::atomic::AtomicU64::new(0),
     };
     let started = ctx.started;
     let outcome = match api {

@@ -195,6 +195,7 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> (ProduceRespon
     }
 
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
+    let waiting = std::time::Instant::now();
     for p in pending {
         let result = complete(&p, acks, timeout).await;
         if let Err(code) = result {
@@ -209,6 +210,7 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> (ProduceRespon
             }
         }
     }
+    ctx.waited(waiting);
     (ProduceResponse::default().with_responses(topics), any_error)
 }
 
