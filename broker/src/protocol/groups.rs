@@ -277,7 +277,7 @@ pub async fn leave(ctx: &RequestContext, req: LeaveGroupRequest) -> LeaveGroupRe
         vec![(req.member_id.to_string(), None)]
     };
     let err = |c: i16| LeaveGroupResponse::default().with_error_code(c);
-    let partition = match check(ctx, Operation::Delete, &group_id) {
+    let partition = match check(ctx, Operation::Read, &group_id) {
         Ok(p) => p,
         Err(c) => return err(c),
     };
@@ -666,7 +666,7 @@ pub async fn offset_delete(ctx: &RequestContext, req: OffsetDeleteRequest) -> Of
     let broker = &ctx.broker;
     let group_id = req.group_id.0.to_string();
     let err = |c: i16| OffsetDeleteResponse::default().with_error_code(c);
-    let partition = match check(ctx, Operation::Read, &group_id) {
+    let partition = match check(ctx, Operation::Delete, &group_id) {
         Ok(p) => p,
         Err(c) => return err(c),
     };
