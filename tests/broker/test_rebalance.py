@@ -11,7 +11,7 @@ import subprocess
 import time
 from collections import Counter
 
-from confluent_kafka import ElectionType, Producer, TopicPartition
+from confluent_kafka import Consumer, ElectionType, Producer, TopicPartition
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 from kafka import KafkaAdminClient
 from kafka.structs import TopicPartition as KTopicPartition
@@ -92,10 +92,22 @@ def test_rebalance_onto_a_new_broker(cluster_factory):
     assert not [e for e in w.errors if not e.retriable()], w.errors[:3]
     # Nothing acknowledged was lost in the moves.
     for p in range(12):
-        acked = sorted((o, v) for q, o, v in w.acked if q == p)
-        if acked:
-            stored = dict(read_all(c.bootstrap, "a", p, acked[-1][0] + 1))
+        acked = sorted((o, v) for q, o, v in w.acked if q == p and o is not None)
+        # librdkafka may report a delivery without its offset (seen once in a rebalance
+        # run, not reproduced): such records must still be in the partition, by value.
+        unplaced = [v for q, o, v in w.acked if q == p and o is None]
+        if acked or unplaced:
+            end = acked[-1][0] + 1 if acked else 0
+            if unplaced:
+                probe = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "verify"})
+                try:
+                    end = probe.get_watermark_offsets(TopicPartition("a", p), timeout=30)[1]
+                finally:
+                    probe.close()
+            stored = dict(read_all(c.bootstrap, "a", p, end))
             assert all(stored.get(o) == v for o, v in acked), f"partition {p} lost records"
+            values = set(stored.values())
+            assert all(v in values for v in unplaced), f"partition {p} lost records acknowledged without an offset"
 
 
 def test_drain_broker(cluster_factory):

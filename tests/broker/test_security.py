@@ -1196,7 +1196,8 @@ def test_reauthentication_keeps_clients_going(broker_factory, tmp_path):
                 closed_after = time.monotonic() - authenticated
                 break
             time.sleep(0.2)
-        assert closed_after is not None and 2.9 <= closed_after <= 4.0, closed_after
+        # Not before the lifetime; the upper bound only allows for a slow machine.
+        assert closed_after is not None and 2.9 <= closed_after <= 6.0, closed_after
     finally:
         raw.close()
     assert wait_for(lambda: b.log_text().count(EXPIRED) == 1, 5), b.log_tail()
