@@ -569,9 +569,12 @@ impl Admin for AdminService {
                 .await
                 .map_err(|e| Status::unavailable(format!("cannot reach the quorum leader: {e}")))?;
             let mut leader = sluice_api::admin::admin_client::AdminClient::new(channel);
-            leader
+            // The leader's answer: this broker's own view may not have caught up yet.
+            let status = leader
                 .set_quorum_voters(SetQuorumVotersRequest { voters })
-                .await?;
+                .await?
+                .into_inner();
+            return Ok(Response::new(status));
         }
         let (leader, voters, learners, applied) = quorum.status();
         Ok(Response::new(QuorumStatus {
