@@ -207,13 +207,9 @@ impl SecurityConfig {
                 .unwrap_or_default()
                 .trim()
                 .is_empty(),
-            super_users: statics
-                .str("super.users")
-                .unwrap_or_default()
-                .split(';')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect(),
+            super_users: crate::security::acl::parse_super_users(
+                &statics.str("super.users").unwrap_or_default(),
+            ),
             allow_if_no_acl: statics.bool("allow.everyone.if.no.acl.found"),
             quota_window_num: statics.int("quota.window.num")?,
             quota_window_size_ms: statics

@@ -92,97 +92,80 @@ pub async fn alter(
     let mut users: BTreeSet<String> = BTreeSet::new();
     let authorized = ctx.cluster_allowed(&md, Operation::Alter);
     let mut seen: BTreeSet<(String, i8)> = BTreeSet::new();
-    let fail = |errors: &mut BTreeMap<String, (ResponseError, String)>,
-                user: &str,
-                e: ResponseError,
-                m: String| {
-        errors.entry(user.to_string()).or_insert((e, m));
+    type Refusal = (ResponseError, String);
+    // Each (user, mechanism) is changed at most once per request, with a known mechanism.
+    let mut claim = |user: &str, mechanism: i8| -> Result<ScramMechanism, Refusal> {
+        if !seen.insert((user.to_string(), mechanism)) {
+            return Err((
+                ResponseError::DuplicateResource,
+                format!("{user} is changed twice for one mechanism"),
+            ));
+        }
+        ScramMechanism::from_kafka_type(mechanism).ok_or_else(|| {
+            (
+                ResponseError::UnsupportedSaslMechanism,
+                format!("unknown SCRAM mechanism {mechanism}"),
+            )
+        })
     };
     let mut upsert = Vec::new();
     let mut delete = Vec::new();
     for d in &req.deletions {
         let user = d.name.to_string();
         users.insert(user.clone());
-        if !seen.insert((user.clone(), d.mechanism)) {
-            fail(
-                &mut errors,
-                &user,
-                ResponseError::DuplicateResource,
-                format!("{user} is changed twice for one mechanism"),
-            );
-            continue;
-        }
-        match ScramMechanism::from_kafka_type(d.mechanism) {
-            None => fail(
-                &mut errors,
-                &user,
-                ResponseError::UnsupportedSaslMechanism,
-                format!("unknown SCRAM mechanism {}", d.mechanism),
-            ),
-            Some(m) if md.scram.get(&user).is_none_or(|c| !c.contains_key(&m)) => fail(
-                &mut errors,
-                &user,
-                ResponseError::ResourceNotFound,
-                format!(
-                    "attempt to delete a user credential that does not exist: {user} {}",
-                    m.name()
-                ),
-            ),
-            Some(m) => delete.push((user, m)),
+        let checked = claim(&user, d.mechanism).and_then(|m| {
+            if md.scram.get(&user).is_none_or(|c| !c.contains_key(&m)) {
+                return Err((
+                    ResponseError::ResourceNotFound,
+                    format!(
+                        "attempt to delete a user credential that does not exist: {user} {}",
+                        m.name()
+                    ),
+                ));
+            }
+            Ok(m)
+        });
+        match checked {
+            Ok(m) => delete.push((user, m)),
+            Err(e) => {
+                errors.entry(user).or_insert(e);
+            }
         }
     }
+    let range = ScramMechanism::MIN_ITERATIONS..=ScramMechanism::MAX_ITERATIONS;
     for u in &req.upsertions {
         let user = u.name.to_string();
         users.insert(user.clone());
-        if !seen.insert((user.clone(), u.mechanism)) {
-            fail(
-                &mut errors,
-                &user,
-                ResponseError::DuplicateResource,
-                format!("{user} is changed twice for one mechanism"),
-            );
-            continue;
-        }
-        let Some(m) = ScramMechanism::from_kafka_type(u.mechanism) else {
-            fail(
-                &mut errors,
-                &user,
-                ResponseError::UnsupportedSaslMechanism,
-                format!("unknown SCRAM mechanism {}", u.mechanism),
-            );
-            continue;
-        };
-        let range = ScramMechanism::MIN_ITERATIONS..=ScramMechanism::MAX_ITERATIONS;
         let iterations = u32::try_from(u.iterations).unwrap_or(0);
-        if user.is_empty() {
-            fail(
-                &mut errors,
-                &user,
-                ResponseError::UnacceptableCredential,
-                "empty user name".into(),
-            );
-        } else if !range.contains(&iterations) {
-            fail(
-                &mut errors,
-                &user,
-                ResponseError::UnacceptableCredential,
-                format!(
+        let unacceptable = |why: String| Err((ResponseError::UnacceptableCredential, why));
+        let checked = claim(&user, u.mechanism).and_then(|m| {
+            if user.is_empty() {
+                unacceptable("empty user name".into())
+            } else if !range.contains(&iterations) {
+                unacceptable(format!(
                     "iterations must be between {} and {}",
                     range.start(),
                     range.end()
-                ),
-            );
-        } else if u.salt.is_empty() || u.salted_password.is_empty() {
-            fail(
-                &mut errors,
-                &user,
-                ResponseError::UnacceptableCredential,
-                "salt and salted password must not be empty".into(),
-            );
-        } else {
-            let cred =
-                ScramCredential::from_salted_password(m, &u.salted_password, &u.salt, iterations);
-            upsert.push((user, m, cred));
+                ))
+            } else if u.salt.is_empty() || u.salted_password.is_empty() {
+                unacceptable("salt and salted password must not be empty".into())
+            } else {
+                Ok(m)
+            }
+        });
+        match checked {
+            Ok(m) => {
+                let cred = ScramCredential::from_salted_password(
+                    m,
+                    &u.salted_password,
+                    &u.salt,
+                    iterations,
+                );
+                upsert.push((user, m, cred));
+            }
+            Err(e) => {
+                errors.entry(user).or_insert(e);
+            }
         }
     }
     if !authorized {

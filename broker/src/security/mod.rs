@@ -146,10 +146,6 @@ impl Security {
                 .acls(md)
                 .authorize_any(&self.context(principal, host), op, resource_type)
     }
-
-    pub fn is_super_user(&self, principal: &str) -> bool {
-        self.super_users.iter().any(|s| s == principal)
-    }
 }
 
 /// How often certificate files are checked for changes.
