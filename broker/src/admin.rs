@@ -20,6 +20,10 @@ use sluice_api::admin::{
     PartitionSizes, QuorumStatus, RebalancePlan, RebalanceProgress, RebalanceRequest,
     SetQuorumVotersRequest,
 };
+use sluice_api::admin::{
+    AlterClusterConfigsRequest, ClusterConfigs, GetRestartSafetyRequest, PartitionRisk,
+    RestartSafety, UnregisterBrokerRequest, UnregisterBrokerResponse,
+};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
@@ -456,6 +460,30 @@ impl Admin for AdminService {
                 }
             }
         }
+        if let Some(t) = md.topics.values().max_by_key(|t| {
+            t.partitions
+                .iter()
+                .map(|p| p.target_replicas().len())
+                .max()
+                .unwrap_or(0)
+        }) {
+            status.max_replication_factor = t
+                .partitions
+                .iter()
+                .map(|p| p.target_replicas().len() as i32)
+                .max()
+                .unwrap_or(0);
+            status.max_replication_factor_topic = t.name.clone();
+        }
+        let mut hosted: BTreeMap<i32, (i32, i32)> = BTreeMap::new();
+        for p in md.topics.values().flat_map(|t| t.partitions.iter()) {
+            for r in p.replicas.iter().chain(p.adding.iter().filter(|a| !p.replicas.contains(a))) {
+                hosted.entry(*r).or_default().0 += 1;
+            }
+            if p.leader >= 0 {
+                hosted.entry(p.leader).or_default().1 += 1;
+            }
+        }
         status.under_replicated_partitions = status.under_replicated.len() as i32;
         status.offline_partitions = status.offline.len() as i32;
         status.brokers = md
@@ -474,6 +502,8 @@ impl Admin for AdminService {
                     })
                     .collect(),
                 fenced: b.fenced,
+                replicas: hosted.get(&b.id).map_or(0, |h| h.0),
+                leaders: hosted.get(&b.id).map_or(0, |h| h.1),
             })
             .collect();
         status.quorum = broker.quorum.as_ref().map(|q| {
@@ -582,6 +612,95 @@ impl Admin for AdminService {
             voters,
             learners,
             applied_index: applied,
+        }))
+    }
+
+    async fn unregister_broker(
+        &self,
+        req: Request<UnregisterBrokerRequest>,
+    ) -> Result<Response<UnregisterBrokerResponse>, Status> {
+        let id = req.into_inner().broker_id;
+        let broker = self.broker()?;
+        if let Some(q) = &broker.quorum
+            && q.status().1.contains(&id)
+        {
+            return Err(Status::failed_precondition(format!(
+                "INVALID_REQUEST: broker {id} is a metadata quorum voter; change the voters first (SetQuorumVoters)"
+            )));
+        }
+        match broker
+            .metadata
+            .submit(crate::metadata::MetadataCommand::UnregisterBroker { id })
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(broker = id, "unregistered broker through the admin API");
+                Ok(Response::new(UnregisterBrokerResponse {}))
+            }
+            Err(crate::metadata::MetadataError::UnknownBroker(_)) => Err(Status::not_found(
+                format!("BROKER_NOT_AVAILABLE: broker {id} is not registered"),
+            )),
+            Err(e @ crate::metadata::MetadataError::BrokerInUse(_)) => Err(
+                Status::failed_precondition(format!("INVALID_REQUEST: {e}")),
+            ),
+            Err(e) => Err(status(e.into())),
+        }
+    }
+
+    async fn get_restart_safety(
+        &self,
+        req: Request<GetRestartSafetyRequest>,
+    ) -> Result<Response<RestartSafety>, Status> {
+        let id = req.into_inner().broker_id;
+        let broker = self.broker()?;
+        let md = broker.metadata.current();
+        let mut out = RestartSafety::default();
+        for t in md.topics.values() {
+            let min_isr = broker.replicas.log_config_for(&md, t).min_insync_replicas;
+            for (i, p) in t.partitions.iter().enumerate() {
+                if !p.isr.contains(&id) {
+                    continue;
+                }
+                if p.target_replicas().len() as i32 <= min_isr {
+                    out.unavoidable.push(PartitionRef {
+                        topic: t.name.clone(),
+                        partition: i as i32,
+                    });
+                } else if (p.isr.len() as i32) - 1 < min_isr {
+                    out.blocking.push(PartitionRisk {
+                        topic: t.name.clone(),
+                        partition: i as i32,
+                        isr: p.isr.clone(),
+                        min_insync_replicas: min_isr,
+                    });
+                }
+            }
+        }
+        out.safe = out.blocking.is_empty();
+        Ok(Response::new(out))
+    }
+
+    async fn alter_cluster_configs(
+        &self,
+        req: Request<AlterClusterConfigsRequest>,
+    ) -> Result<Response<ClusterConfigs>, Status> {
+        let r = req.into_inner();
+        if let Some(k) = r.remove.iter().find(|k| r.set.contains_key(*k)) {
+            return Err(status(TopicError::new(
+                ResponseError::InvalidRequest,
+                format!("Config {k} is both set and removed"),
+            )));
+        }
+        let set: BTreeMap<String, String> = r.set.into_iter().collect();
+        let configs =
+            configs::alter_cluster_defaults(self.broker()?, set, &r.remove, r.validate_only)
+                .await
+                .map_err(status)?;
+        if !r.validate_only {
+            tracing::info!(configs = ?configs, "altered cluster-wide broker configs through the admin API");
+        }
+        Ok(Response::new(ClusterConfigs {
+            configs: configs.into_iter().collect(),
         }))
     }
 

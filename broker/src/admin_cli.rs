@@ -49,6 +49,10 @@ pub enum AdminCommand {
         #[arg(value_delimiter = ',', required = true)]
         ids: Vec<i32>,
     },
+    /// Forget a stopped, drained broker (after removing it from the cluster).
+    Unregister { broker: i32 },
+    /// Whether stopping a broker now keeps every partition at min.insync.replicas.
+    RestartSafety { broker: i32 },
     /// Create or update a SCRAM user (SCRAM-SHA-256 and -512 unless --mechanism).
     UserSet {
         name: String,
@@ -330,6 +334,28 @@ pub async fn run(
                 .await?
                 .into_inner();
             json!({"leader": q.leader_id, "voters": q.voters, "learners": q.learners})
+        }
+        AdminCommand::Unregister { broker } => {
+            c.unregister_broker(sluice_api::admin::UnregisterBrokerRequest { broker_id: broker })
+                .await?;
+            json!({"unregistered": broker})
+        }
+        AdminCommand::RestartSafety { broker } => {
+            let r = c
+                .get_restart_safety(sluice_api::admin::GetRestartSafetyRequest { broker_id: broker })
+                .await?
+                .into_inner();
+            let blocking: Vec<_> = r
+                .blocking
+                .iter()
+                .map(|p| json!({"topic": p.topic, "partition": p.partition, "isr": p.isr, "min_insync_replicas": p.min_insync_replicas}))
+                .collect();
+            let unavoidable: Vec<_> = r
+                .unavoidable
+                .iter()
+                .map(|p| json!({"topic": p.topic, "partition": p.partition}))
+                .collect();
+            json!({"safe": r.safe, "blocking": blocking, "unavoidable": unavoidable})
         }
         AdminCommand::UserSet {
             name,

@@ -1,14 +1,19 @@
 //! The operator's only way to talk to brokers: the admin gRPC API.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use sluice_api::admin::admin_client::AdminClient;
 use sluice_api::admin::{
-    AddPartitionsRequest, AlterTopicConfigRequest, ClusterStatus, CreateTopicRequest,
-    DeleteTopicRequest, DescribeTopicRequest, GetClusterStatusRequest, TopicDescription,
+    Acl, AclFilter, AddPartitionsRequest, AlterClusterConfigsRequest, AlterTopicConfigRequest,
+    ClusterStatus, CreateTopicRequest, DeleteTopicRequest, DeleteUserRequest,
+    DescribeTopicRequest, DrainBrokerRequest, GetClusterStatusRequest,
+    GetRebalanceProgressRequest, GetRestartSafetyRequest, ListQuotasRequest, ListUsersRequest,
+    Quota, RebalancePlan, RebalanceProgress, RebalanceRequest, ReplacePrincipalAclsRequest,
+    RestartSafety, SetQuorumVotersRequest, SetQuotasRequest, TopicDescription,
+    UnregisterBrokerRequest, UpsertUserRequest, UserDescription,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -63,6 +68,46 @@ pub trait BrokerAdmin: Send + Sync {
     /// `Ok(false)` if the topic was already gone.
     async fn delete_topic(&self, name: &str) -> Result<bool, AdminError>;
     async fn cluster_status(&self) -> Result<ClusterStatus, AdminError>;
+
+    // Day-2 operations.
+    /// Plans and starts moves that balance every broker (`exclude`: brokers to empty).
+    async fn rebalance(
+        &self,
+        exclude: Vec<i32>,
+        throttle: Option<i64>,
+    ) -> Result<RebalancePlan, AdminError>;
+    /// Starts moving every replica off `broker`.
+    async fn drain_broker(
+        &self,
+        broker: i32,
+        throttle: Option<i64>,
+    ) -> Result<RebalancePlan, AdminError>;
+    async fn rebalance_progress(&self) -> Result<RebalanceProgress, AdminError>;
+    async fn set_quorum_voters(&self, voters: Vec<i32>) -> Result<(), AdminError>;
+    /// `Ok(false)` if the broker was not registered.
+    async fn unregister_broker(&self, broker: i32) -> Result<bool, AdminError>;
+    async fn restart_safety(&self, broker: i32) -> Result<RestartSafety, AdminError>;
+    /// Cluster-wide dynamic broker configs; returns the resulting set.
+    async fn alter_cluster_configs(
+        &self,
+        set: BTreeMap<String, String>,
+        remove: Vec<String>,
+    ) -> Result<BTreeMap<String, String>, AdminError>;
+
+    // Users.
+    async fn upsert_user(&self, req: UpsertUserRequest) -> Result<UserDescription, AdminError>;
+    /// `Ok(false)` if the user had no credentials.
+    async fn delete_user(&self, name: &str) -> Result<bool, AdminError>;
+    async fn list_users(&self) -> Result<Vec<UserDescription>, AdminError>;
+    /// Makes `acls` the principal's complete ACL set; returns it.
+    async fn replace_principal_acls(
+        &self,
+        principal: &str,
+        acls: Vec<Acl>,
+    ) -> Result<Vec<Acl>, AdminError>;
+    async fn list_acls(&self, filter: AclFilter) -> Result<Vec<Acl>, AdminError>;
+    async fn set_quotas(&self, req: SetQuotasRequest) -> Result<Vec<Quota>, AdminError>;
+    async fn list_quotas(&self) -> Result<Vec<Quota>, AdminError>;
 }
 
 /// Hands out an admin client per Cluster.
@@ -165,6 +210,167 @@ impl BrokerAdmin for GrpcAdmin {
             .get_cluster_status(GetClusterStatusRequest {})
             .await
             .map(tonic::Response::into_inner)
+            .map_err(|s| self.err(s))
+    }
+
+    async fn rebalance(
+        &self,
+        exclude: Vec<i32>,
+        throttle: Option<i64>,
+    ) -> Result<RebalancePlan, AdminError> {
+        let req = RebalanceRequest {
+            dry_run: false,
+            exclude_brokers: exclude,
+            throttle_bytes_per_second: throttle,
+        };
+        self.client
+            .clone()
+            .rebalance(req)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.err(s))
+    }
+
+    async fn drain_broker(
+        &self,
+        broker: i32,
+        throttle: Option<i64>,
+    ) -> Result<RebalancePlan, AdminError> {
+        let req = DrainBrokerRequest {
+            broker_id: broker,
+            dry_run: false,
+            throttle_bytes_per_second: throttle,
+        };
+        self.client
+            .clone()
+            .drain_broker(req)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.err(s))
+    }
+
+    async fn rebalance_progress(&self) -> Result<RebalanceProgress, AdminError> {
+        self.client
+            .clone()
+            .get_rebalance_progress(GetRebalanceProgressRequest {})
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.err(s))
+    }
+
+    async fn set_quorum_voters(&self, voters: Vec<i32>) -> Result<(), AdminError> {
+        self.client
+            .clone()
+            .set_quorum_voters(SetQuorumVotersRequest { voters })
+            .await
+            .map(|_| ())
+            .map_err(|s| self.err(s))
+    }
+
+    async fn unregister_broker(&self, broker: i32) -> Result<bool, AdminError> {
+        let req = UnregisterBrokerRequest { broker_id: broker };
+        match self.client.clone().unregister_broker(req).await {
+            Ok(_) => Ok(true),
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(false),
+            Err(s) => Err(self.err(s)),
+        }
+    }
+
+    async fn restart_safety(&self, broker: i32) -> Result<RestartSafety, AdminError> {
+        self.client
+            .clone()
+            .get_restart_safety(GetRestartSafetyRequest { broker_id: broker })
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.err(s))
+    }
+
+    async fn alter_cluster_configs(
+        &self,
+        set: BTreeMap<String, String>,
+        remove: Vec<String>,
+    ) -> Result<BTreeMap<String, String>, AdminError> {
+        let req = AlterClusterConfigsRequest {
+            set: set.into_iter().collect(),
+            remove,
+            validate_only: false,
+        };
+        self.client
+            .clone()
+            .alter_cluster_configs(req)
+            .await
+            .map(|r| r.into_inner().configs.into_iter().collect())
+            .map_err(|s| self.err(s))
+    }
+
+    async fn upsert_user(&self, req: UpsertUserRequest) -> Result<UserDescription, AdminError> {
+        self.client
+            .clone()
+            .upsert_user(req)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.err(s))
+    }
+
+    async fn delete_user(&self, name: &str) -> Result<bool, AdminError> {
+        let req = DeleteUserRequest { name: name.into() };
+        match self.client.clone().delete_user(req).await {
+            Ok(_) => Ok(true),
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(false),
+            Err(s) => Err(self.err(s)),
+        }
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserDescription>, AdminError> {
+        self.client
+            .clone()
+            .list_users(ListUsersRequest {})
+            .await
+            .map(|r| r.into_inner().users)
+            .map_err(|s| self.err(s))
+    }
+
+    async fn replace_principal_acls(
+        &self,
+        principal: &str,
+        acls: Vec<Acl>,
+    ) -> Result<Vec<Acl>, AdminError> {
+        let req = ReplacePrincipalAclsRequest {
+            principal: principal.into(),
+            acls,
+        };
+        self.client
+            .clone()
+            .replace_principal_acls(req)
+            .await
+            .map(|r| r.into_inner().acls)
+            .map_err(|s| self.err(s))
+    }
+
+    async fn list_acls(&self, filter: AclFilter) -> Result<Vec<Acl>, AdminError> {
+        self.client
+            .clone()
+            .list_acls(filter)
+            .await
+            .map(|r| r.into_inner().acls)
+            .map_err(|s| self.err(s))
+    }
+
+    async fn set_quotas(&self, req: SetQuotasRequest) -> Result<Vec<Quota>, AdminError> {
+        self.client
+            .clone()
+            .set_quotas(req)
+            .await
+            .map(|r| r.into_inner().quotas)
+            .map_err(|s| self.err(s))
+    }
+
+    async fn list_quotas(&self) -> Result<Vec<Quota>, AdminError> {
+        self.client
+            .clone()
+            .list_quotas(ListQuotasRequest {})
+            .await
+            .map(|r| r.into_inner().quotas)
             .map_err(|s| self.err(s))
     }
 }

@@ -233,6 +233,7 @@ def confluent_digest(b, topic, start, count):
     c = consumer(b, **{"fetch.max.bytes": 8 * MIB})
     h = hashlib.sha256()
     want = start
+    first_wrong = None
     try:
         c.assign([TopicPartition(topic, 0, start)])
         deadline = time.monotonic() + 240
@@ -240,6 +241,8 @@ def confluent_digest(b, topic, start, count):
             for m in c.consume(num_messages=1000, timeout=1):
                 assert m.error() is None, m.error()
                 assert m.offset() == want, f"offset {m.offset()}, expected {want}"
+                if first_wrong is None and m.value() != value(want, len(m.value())):
+                    first_wrong = (want, m.value()[:10], len(m.value()))
                 h.update(m.value() + b"\n")
                 want += 1
                 if want == start + count:
@@ -247,6 +250,11 @@ def confluent_digest(b, topic, start, count):
     finally:
         c.close()
     assert want == start + count, f"read up to {want}, expected {start + count}"
+    # Names the first record that differs, so a mismatch says whether a record was
+    # duplicated or shifted (its number is in its value) or its bytes were damaged.
+    if first_wrong is not None:
+        print(f"first wrong value: offset {first_wrong[0]} holds {first_wrong[1]!r}, "
+              f"{first_wrong[2]} bytes")
     return h.hexdigest()
 
 

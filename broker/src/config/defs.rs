@@ -1237,6 +1237,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_operator_knows_every_dynamic_setting() {
+        let ours: Vec<&str> = BROKER_CONFIGS
+            .iter()
+            .filter(|d| d.dynamic)
+            .map(|d| d.name)
+            .collect();
+        assert_eq!(ours, sluice_api::DYNAMIC_BROKER_CONFIGS);
+    }
+
+    #[test]
     fn every_topic_setting_has_a_broker_default() {
         for t in TOPIC_CONFIGS {
             assert!(

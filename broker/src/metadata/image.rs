@@ -110,6 +110,11 @@ pub enum MetadataCommand {
     UnfenceBroker {
         id: i32,
     },
+    /// Forgets a removed broker (scale-down). Refused while it is unfenced or still
+    /// named in any partition's replicas, so no data can be stranded on it.
+    UnregisterBroker {
+        id: i32,
+    },
     /// Starts or cancels partition reassignments (Kafka's AlterPartitionReassignments);
     /// all or nothing.
     ReassignPartitions {
@@ -191,6 +196,8 @@ pub enum MetadataError {
     },
     #[error("{0}")]
     UnknownCredential(String),
+    #[error("{0}")]
+    BrokerInUse(String),
     #[error("metadata quorum unavailable: {0}")]
     Unavailable(String),
     #[error("metadata could not be persisted: {0}")]
@@ -547,6 +554,32 @@ impl ClusterMetadata {
             MetadataCommand::UnfenceBroker { id } => {
                 self.set_fenced(*id, false)?;
                 self.broker_available(*id);
+            }
+            MetadataCommand::UnregisterBroker { id } => {
+                let Some(b) = self.brokers.get(id) else {
+                    return Err(MetadataError::UnknownBroker(*id));
+                };
+                if !b.fenced {
+                    return Err(MetadataError::BrokerInUse(format!(
+                        "broker {id} is running (unfenced); stop it before removing it"
+                    )));
+                }
+                let hosted = self
+                    .topics
+                    .values()
+                    .flat_map(|t| t.partitions.iter().enumerate().map(move |(i, p)| (t, i, p)))
+                    .filter(|(_, _, p)| p.replicas.contains(id) || p.adding.contains(id))
+                    .map(|(t, i, _)| format!("{}-{i}", t.name))
+                    .collect::<Vec<_>>();
+                if !hosted.is_empty() {
+                    return Err(MetadataError::BrokerInUse(format!(
+                        "broker {id} still hosts {} partition replicas ({}); drain it first",
+                        hosted.len(),
+                        hosted.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+                    )));
+                }
+                self.brokers.remove(id);
+                self.broker_configs.remove(id);
             }
             MetadataCommand::AlterPartition {
                 topic,

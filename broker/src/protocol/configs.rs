@@ -318,6 +318,24 @@ pub async fn alter_topic_overrides(
     commit(broker, TOPIC, name, configs, validate_only).await
 }
 
+/// Sets and removes cluster-wide dynamic broker configs in one change (the admin API's
+/// AlterClusterConfigs); returns the resulting set.
+pub async fn alter_cluster_defaults(
+    broker: &Arc<Broker>,
+    set: BTreeMap<String, String>,
+    remove: &[String],
+    validate_only: bool,
+) -> Result<BTreeMap<String, String>, TopicError> {
+    let _serialised = broker.config_changes.lock().await;
+    let mut configs = current_overrides(broker, BROKER, "");
+    for k in remove {
+        configs.remove(k);
+    }
+    configs.extend(set);
+    commit(broker, BROKER, "", configs.clone(), validate_only).await?;
+    Ok(configs)
+}
+
 fn current_overrides(broker: &Broker, resource_type: i8, name: &str) -> BTreeMap<String, String> {
     let md = broker.metadata.current();
     match resource_type {

@@ -40,6 +40,7 @@ impl From<MetadataError> for TopicError {
             MetadataError::InvalidUpdateVersion { .. } => ResponseError::InvalidUpdateVersion,
             MetadataError::InvalidIsr { .. } => ResponseError::InvalidRequest,
             MetadataError::UnknownCredential(_) => ResponseError::ResourceNotFound,
+            MetadataError::BrokerInUse(_) => ResponseError::InvalidRequest,
             // Retriable: clients try again, by then a quorum leader is usually elected.
             MetadataError::Unavailable(_) => ResponseError::RequestTimedOut,
             MetadataError::Storage(_) | MetadataError::Closed => ResponseError::UnknownServerError,

@@ -14,8 +14,9 @@ use kube::{Client, Resource};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use sluice_api::admin::{
-    AlterTopicConfigRequest, ClusterStatus, CreateTopicRequest, PartitionDescription,
-    TopicDescription,
+    Acl, AclFilter, AlterTopicConfigRequest, ClusterStatus, CreateTopicRequest,
+    PartitionDescription, Quota, RebalancePlan, RebalanceProgress, RestartSafety,
+    ScramCredentialInfo, SetQuotasRequest, TopicDescription, UpsertUserRequest, UserDescription,
 };
 
 use super::{Context, cluster, topic};
@@ -121,6 +122,11 @@ struct FakeAdmin {
     calls: Mutex<Vec<String>>,
     registered_brokers: Mutex<i32>,
     refuse_deletes: Mutex<bool>,
+    cluster_configs: Mutex<BTreeMap<String, String>>,
+    /// name -> (password, description)
+    users: Mutex<BTreeMap<String, (String, UserDescription)>>,
+    acls: Mutex<Vec<Acl>>,
+    quotas: Mutex<QuotaMap>,
 }
 
 fn description(
@@ -225,6 +231,7 @@ impl BrokerAdmin for FakeAdmin {
                 rack: String::new(),
                 endpoints: vec![],
                 fenced: false,
+                ..Default::default()
             })
             .collect();
         Ok(ClusterStatus {
@@ -238,6 +245,126 @@ impl BrokerAdmin for FakeAdmin {
             ..Default::default()
         })
     }
+    async fn rebalance(
+        &self,
+        exclude: Vec<i32>,
+        _throttle: Option<i64>,
+    ) -> Result<RebalancePlan, AdminError> {
+        self.check(format!("rebalance exclude={exclude:?}"))?;
+        Ok(RebalancePlan::default())
+    }
+    async fn drain_broker(
+        &self,
+        broker: i32,
+        _throttle: Option<i64>,
+    ) -> Result<RebalancePlan, AdminError> {
+        self.check(format!("drain {broker}"))?;
+        Ok(RebalancePlan::default())
+    }
+    async fn rebalance_progress(&self) -> Result<RebalanceProgress, AdminError> {
+        self.check("rebalance_progress".into())?;
+        Ok(RebalanceProgress::default())
+    }
+    async fn set_quorum_voters(&self, voters: Vec<i32>) -> Result<(), AdminError> {
+        self.check(format!("voters {voters:?}"))
+    }
+    async fn unregister_broker(&self, broker: i32) -> Result<bool, AdminError> {
+        self.check(format!("unregister {broker}"))?;
+        Ok(true)
+    }
+    async fn restart_safety(&self, broker: i32) -> Result<RestartSafety, AdminError> {
+        self.check(format!("restart_safety {broker}"))?;
+        Ok(RestartSafety {
+            safe: true,
+            ..Default::default()
+        })
+    }
+    async fn alter_cluster_configs(
+        &self,
+        set: BTreeMap<String, String>,
+        remove: Vec<String>,
+    ) -> Result<BTreeMap<String, String>, AdminError> {
+        self.check(format!("cluster_configs set={set:?} remove={remove:?}"))?;
+        let mut c = self.cluster_configs.lock();
+        for k in &remove {
+            c.remove(k);
+        }
+        c.extend(set);
+        Ok(c.clone())
+    }
+    async fn upsert_user(&self, req: UpsertUserRequest) -> Result<UserDescription, AdminError> {
+        self.check(format!("upsert_user {}", req.name))?;
+        let d = UserDescription {
+            name: req.name.clone(),
+            credentials: req
+                .mechanisms
+                .iter()
+                .map(|m| ScramCredentialInfo {
+                    mechanism: m.clone(),
+                    iterations: req.iterations.max(4096),
+                })
+                .collect(),
+        };
+        self.users.lock().insert(req.name, (req.password, d.clone()));
+        Ok(d)
+    }
+    async fn delete_user(&self, name: &str) -> Result<bool, AdminError> {
+        self.check(format!("delete_user {name}"))?;
+        Ok(self.users.lock().remove(name).is_some())
+    }
+    async fn list_users(&self) -> Result<Vec<UserDescription>, AdminError> {
+        self.check("list_users".into())?;
+        Ok(self.users.lock().values().map(|(_, d)| d.clone()).collect())
+    }
+    async fn replace_principal_acls(
+        &self,
+        principal: &str,
+        acls: Vec<Acl>,
+    ) -> Result<Vec<Acl>, AdminError> {
+        self.check(format!("replace_acls {principal} {}", acls.len()))?;
+        let mut all = self.acls.lock();
+        all.retain(|a| a.principal != principal);
+        all.extend(acls.iter().cloned());
+        Ok(acls)
+    }
+    async fn list_acls(&self, filter: AclFilter) -> Result<Vec<Acl>, AdminError> {
+        self.check(format!("list_acls {}", filter.principal))?;
+        Ok(self
+            .acls
+            .lock()
+            .iter()
+            .filter(|a| filter.principal.is_empty() || a.principal == filter.principal)
+            .cloned()
+            .collect())
+    }
+    async fn set_quotas(&self, req: SetQuotasRequest) -> Result<Vec<Quota>, AdminError> {
+        self.check(format!("set_quotas {}", req.user))?;
+        let mut all = self.quotas.lock();
+        let key = (req.user.clone(), req.client_id.clone());
+        let entry = all.entry(key).or_default();
+        for k in &req.remove {
+            entry.remove(k);
+        }
+        entry.extend(req.set);
+        Ok(quota_list(&all))
+    }
+    async fn list_quotas(&self) -> Result<Vec<Quota>, AdminError> {
+        self.check("list_quotas".into())?;
+        Ok(quota_list(&self.quotas.lock()))
+    }
+}
+
+type QuotaMap = BTreeMap<(String, String), BTreeMap<String, f64>>;
+
+fn quota_list(all: &QuotaMap) -> Vec<Quota> {
+    all.iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|((user, client_id), v)| Quota {
+            user: user.clone(),
+            client_id: client_id.clone(),
+            values: v.clone().into_iter().collect(),
+        })
+        .collect()
 }
 
 struct FakeConnector(Arc<FakeAdmin>);

@@ -116,6 +116,90 @@ pub struct ClusterSpec {
     /// Prometheus metrics.
     #[serde(default)]
     pub metrics: MetricsSpec,
+    /// The brokers' own certificate (cert-manager style Secret: `tls.crt`, `tls.key`,
+    /// `ca.crt`) for listeners with `tls: true` and for broker-to-broker replication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<BrokerTlsSpec>,
+    /// CA that signs the client certificates of `User`s with `tls` authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients_ca: Option<SecretRef>,
+    /// Kafka ACL authorization; without it every authenticated client may do anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<AuthorizationSpec>,
+    /// How scale-up, scale-down and rolling restarts are carried out.
+    #[serde(default)]
+    pub operations: OperationsSpec,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerTlsSpec {
+    /// Secret with `tls.crt`, `tls.key` and `ca.crt` whose names cover
+    /// `*.{cluster}-brokers.{namespace}.svc` and `{cluster}-bootstrap.{namespace}.svc`.
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// Secret with `tls.crt` and `tls.key` (a cert-manager CA issuer's Secret works).
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizationSpec {
+    /// Principals (`User:alice`) that bypass ACLs, besides the brokers themselves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub super_users: Vec<String>,
+}
+
+/// What happens to a removed broker's PersistentVolumeClaim after a scale-down.
+#[derive(
+    Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+pub enum VolumePolicy {
+    #[default]
+    Retain,
+    Delete,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationsSpec {
+    /// Rebalance partitions onto new brokers once they are ready.
+    #[serde(default = "default_true")]
+    pub rebalance_on_scale_up: bool,
+    /// Bytes/s each follower may copy for moving replicas (rebalance and drain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub throttle_bytes_per_second: Option<i64>,
+    /// PVCs of brokers removed by a scale-down: kept (default) or deleted once the
+    /// broker is drained, stopped and unregistered.
+    #[serde(default)]
+    pub removed_broker_volumes: VolumePolicy,
+    /// A restarted broker that has passed its startup probe (log recovery done) but is
+    /// not ready after this long stops the rolling restart (`Degraded`).
+    #[serde(default = "default_ready_timeout")]
+    #[schemars(range(min = 30))]
+    pub broker_ready_timeout_seconds: i64,
+}
+
+fn default_ready_timeout() -> i64 {
+    600
+}
+
+impl Default for OperationsSpec {
+    fn default() -> Self {
+        Self {
+            rebalance_on_scale_up: true,
+            throttle_bytes_per_second: None,
+            removed_broker_volumes: VolumePolicy::Retain,
+            broker_ready_timeout_seconds: default_ready_timeout(),
+        }
+    }
 }
 
 /// One until brokers form a multi-broker cluster (replication); the objects already
@@ -227,6 +311,26 @@ pub struct ListenerSpec {
     pub name: String,
     #[schemars(range(min = 1024, max = 65535))]
     pub port: i32,
+    /// Encrypt with the certificate of `spec.tls`.
+    #[serde(default)]
+    pub tls: bool,
+    /// How clients authenticate on this listener.
+    #[serde(default)]
+    pub authentication: ListenerAuthentication,
+}
+
+#[derive(
+    Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum ListenerAuthentication {
+    /// Anonymous (`User:ANONYMOUS`).
+    #[default]
+    None,
+    /// SASL SCRAM-SHA-512 (and SCRAM-SHA-256) with `User` credentials.
+    ScramSha512,
+    /// Mutual TLS: client certificates signed by `spec.clientsCa`; needs `tls: true`.
+    Tls,
 }
 
 impl Default for ListenerSpec {
@@ -234,6 +338,8 @@ impl Default for ListenerSpec {
         Self {
             name: "PLAINTEXT".into(),
             port: 9092,
+            tls: false,
+            authentication: ListenerAuthentication::None,
         }
     }
 }
@@ -327,6 +433,49 @@ pub struct ClusterStatus {
     pub under_replicated_partitions: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offline_partitions: Option<i32>,
+    /// Brokers the StatefulSet runs now (differs from `replicas` while scaling down).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_brokers: Option<i32>,
+    /// The last rebalance the operator started, and how far it got.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebalance: Option<RebalanceStatus>,
+    /// The broker the operator restarted last and is waiting for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<RestartStatus>,
+    /// Cluster-wide dynamic broker configs the operator applied from `spec.config`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dynamic_config: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RebalanceStatus {
+    /// `ScaleUp` or `ScaleDown`.
+    pub reason: String,
+    /// The broker count the rebalance was for.
+    pub brokers: i32,
+    /// Brokers being emptied (scale-down).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub draining: Vec<i32>,
+    pub partitions_to_move: i32,
+    pub partitions_moved: i32,
+    pub bytes_to_move: i64,
+    /// RFC 3339.
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartStatus {
+    pub broker: i32,
+    /// Uid of the pod that was deleted: a pod with another uid is the restarted broker.
+    pub pod_uid: String,
+    /// The StatefulSet revision the broker is restarted into.
+    pub revision: String,
+    /// RFC 3339.
+    pub started_at: String,
 }
 
 impl Cluster {

@@ -430,8 +430,10 @@ pub fn stateful_set(cluster: &Cluster, settings: &Settings, config_hash: &str) -
             service_name: Some(cluster.headless_service_name()),
             // Brokers start together: a later metadata quorum needs its voters at once.
             pod_management_policy: Some("Parallel".into()),
+            // The operator restarts brokers itself, one at a time and only when that
+            // keeps every partition at min.insync.replicas (`day2::roll`).
             update_strategy: Some(StatefulSetUpdateStrategy {
-                type_: Some("RollingUpdate".into()),
+                type_: Some("OnDelete".into()),
                 ..Default::default()
             }),
             // Data outlives the Cluster unless someone deletes the PVCs: losing a log by
