@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod controller;
 pub mod crd;
+pub mod day2;
 pub mod leader;
 pub mod rack_init;
 pub mod reconcile;

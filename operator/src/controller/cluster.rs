@@ -8,7 +8,11 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -17,10 +21,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Context, Error, Result, namespace};
-use crate::crd::condition::{self, DEGRADED, PROGRESSING, READY};
+use crate::admin::{AdminError, BrokerAdmin};
+use crate::crd::cluster::{RebalanceStatus, RestartStatus};
+use crate::crd::condition::{self, DEGRADED, PROGRESSING, READY, REBALANCING};
 use crate::crd::{Cluster, ClusterStatus};
-use crate::reconcile::labels::{CLUSTER_LABEL, MANAGER};
-use crate::reconcile::{self, rbac, service};
+use crate::day2;
+use crate::reconcile::labels::{self, CLUSTER_LABEL, MANAGER};
+use crate::reconcile::{self, configmap, rbac, service};
 
 pub const FINALIZER: &str = "sluice.dev/cluster-cleanup";
 
@@ -120,6 +127,44 @@ async fn apply(cluster: &Cluster, ctx: &Context, ns: &str) -> Result<Action> {
         }
     };
 
+    // Observe first: the day-2 plan decides the StatefulSet's size.
+    let mut desired = desired;
+    let world = observe(ctx, ns, cluster).await?;
+    let mut view = None;
+    let mut admin_error = None;
+    let mut admin = None;
+    if world.pods.iter().any(|p| p.ready) {
+        let a = ctx.admin.connect(cluster)?;
+        match a.cluster_status().await {
+            Ok(cs) => {
+                status.cluster_id = Some(cs.cluster_id.clone());
+                status.registered_brokers = Some(cs.brokers.len() as i32);
+                status.under_replicated_partitions = Some(cs.under_replicated_partitions);
+                status.offline_partitions = Some(cs.offline_partitions);
+                view = Some(day2::observe::cluster(&cs));
+                admin = Some(a);
+            }
+            Err(e) => admin_error = Some(e.to_string()),
+        }
+    }
+    let now = Timestamp::now();
+    track_rebalance(cluster, ctx, &mut status, view.as_ref(), now).await;
+    let ops = &cluster.spec.operations;
+    let plan = day2::plan(&day2::Observed {
+        target: cluster.spec.replicas,
+        current: world.replicas,
+        update_revision: world.update_revision.clone(),
+        pods: &world.pods,
+        claims: &world.claims,
+        cluster: view.as_ref(),
+        status: &status,
+        ops,
+        now: now.as_second(),
+    });
+    if let Some(spec) = desired.stateful_set.spec.as_mut() {
+        spec.replicas = Some(plan.replicas);
+    }
+
     let sts = match apply_all(ctx, ns, cluster, &desired).await {
         Ok(sts) => sts,
         Err(e) => {
@@ -152,14 +197,43 @@ async fn apply(cluster: &Cluster, ctx: &Context, ns: &str) -> Result<Action> {
             return Err(e);
         }
     };
+    status.current_brokers = Some(plan.replicas);
+
+    let mut rolling = plan.rolling.clone();
+    let mut degraded: Option<(&str, String)> = plan.degraded.clone();
+    if let Some(admin) = &admin {
+        match carry_out(ctx, ns, cluster, admin.as_ref(), &plan, &mut status, now).await {
+            Ok(Some(blocked)) => rolling = Some(blocked),
+            Ok(None) => {}
+            Err(Error::Admin(AdminError::Rejected(msg))) => {
+                degraded.get_or_insert(("OperationRefused", format!("the broker refused {:?}: {msg}", plan.step)));
+            }
+            Err(e) => return Err(e),
+        }
+        if let Err(e) = apply_dynamic_config(ctx, cluster, admin.as_ref(), &mut status).await {
+            degraded.get_or_insert((
+                "ConfigRejected",
+                format!("the brokers refused spec.config: {e}"),
+            ));
+        }
+    }
+    // The restarted broker is back: forget it.
+    if let Some(r) = &status.restart
+        && world
+            .pods
+            .iter()
+            .any(|p| p.ordinal == r.broker && p.uid != r.pod_uid && p.ready)
+    {
+        status.restart = None;
+    }
 
     // A missing credentials Secret leaves pods in CreateContainerConfigError: say why.
-    let mut degraded: Option<(&str, String)> = None;
     if let Some(creds) = cluster
         .spec
         .tiered_storage
         .as_ref()
         .and_then(|t| t.credentials_secret.as_ref())
+        && degraded.is_none()
     {
         let secrets = Api::<Secret>::namespaced(client.clone(), ns);
         match secrets.get_opt(&creds.name).await? {
@@ -188,26 +262,16 @@ async fn apply(cluster: &Cluster, ctx: &Context, ns: &str) -> Result<Action> {
 
     let replicas = cluster.spec.replicas;
     let st = sts.status.clone().unwrap_or_default();
-    let ready = st.ready_replicas.unwrap_or(0);
-    status.ready_replicas = ready;
-    let rolled_out = st.observed_generation >= sts.metadata.generation
-        && st.updated_replicas.unwrap_or(0) == replicas
-        && st.replicas == replicas
-        && st.current_revision == st.update_revision;
-
-    let mut admin_error = None;
-    if ready > 0 {
-        let admin = ctx.admin.connect(cluster)?;
-        match admin.cluster_status().await {
-            Ok(cs) => {
-                status.cluster_id = Some(cs.cluster_id);
-                status.registered_brokers = Some(cs.brokers.len() as i32);
-                status.under_replicated_partitions = Some(cs.under_replicated_partitions);
-                status.offline_partitions = Some(cs.offline_partitions);
-            }
-            Err(e) => admin_error = Some(e.to_string()),
-        }
-    }
+    let ready = world
+        .pods
+        .iter()
+        .filter(|p| p.ready && !p.terminating && p.ordinal < replicas)
+        .count() as i32;
+    status.ready_replicas = st.ready_replicas.unwrap_or(0);
+    let rolled_out = rolling.is_none()
+        && plan.scaling.is_none()
+        && st.observed_generation >= sts.metadata.generation
+        && st.replicas == replicas;
 
     // Every broker runs but fewer are registered in the cluster metadata: some did not
     // join the metadata quorum (wrong voters, unreachable internal port, another
@@ -223,6 +287,8 @@ async fn apply(cluster: &Cluster, ctx: &Context, ns: &str) -> Result<Action> {
             ),
         ));
     }
+    let urp = view.as_ref().map_or(0, |v| v.under_replicated);
+    let offline = view.as_ref().map_or(0, |v| v.offline);
     let (is_ready, reason, message) = match (&admin_error, ready >= replicas) {
         (_, false) => (
             false,
@@ -234,6 +300,19 @@ async fn apply(cluster: &Cluster, ctx: &Context, ns: &str) -> Result<Action> {
             "AdminUnavailable",
             format!("{ready}/{replicas} brokers ready, but the admin API failed: {e}"),
         ),
+        (None, true) if view.is_none() => (
+            false,
+            "AdminUnavailable",
+            format!("{ready}/{replicas} brokers ready, but the admin API was not asked"),
+        ),
+        // Serving but not yet safe: a broker lost now could lose acknowledged data.
+        (None, true) if urp > 0 || offline > 0 => (
+            false,
+            "UnderReplicated",
+            format!(
+                "{ready}/{replicas} brokers ready; {urp} partitions under-replicated, {offline} offline"
+            ),
+        ),
         (None, true) => (true, "Ready", format!("{ready}/{replicas} brokers ready")),
     };
     condition::set(
@@ -244,35 +323,89 @@ async fn apply(cluster: &Cluster, ctx: &Context, ns: &str) -> Result<Action> {
         &message,
         generation,
     );
-    if rolled_out {
-        condition::set(
+    match rolling.as_ref().or(plan.scaling.as_ref()) {
+        Some((reason, msg)) if !rolled_out => condition::set(
+            &mut status.conditions,
+            PROGRESSING,
+            true,
+            reason,
+            msg,
+            generation,
+        ),
+        _ => condition::set(
             &mut status.conditions,
             PROGRESSING,
             false,
             "RolledOut",
             format!("all {replicas} brokers run the current spec"),
             generation,
-        );
-    } else {
-        let updated = st.updated_replicas.unwrap_or(0);
-        condition::set(
-            &mut status.conditions,
-            PROGRESSING,
-            true,
-            "RollingOut",
-            format!("{updated}/{replicas} brokers updated, {ready} ready"),
-            generation,
-        );
+        ),
     }
-    match degraded {
+    let rebalancing = status
+        .rebalance
+        .as_ref()
+        .filter(|r| r.finished_at.is_none())
+        .map(|r| {
+            (
+                r.reason.clone(),
+                format!(
+                    "{}/{} partitions moved ({} bytes planned){}",
+                    r.partitions_moved,
+                    r.partitions_to_move,
+                    r.bytes_to_move,
+                    if r.draining.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", draining brokers {:?}", r.draining)
+                    }
+                ),
+            )
+        });
+    match rebalancing {
         Some((reason, msg)) => condition::set(
             &mut status.conditions,
-            DEGRADED,
+            REBALANCING,
             true,
-            reason,
+            &reason,
             msg,
             generation,
         ),
+        None => condition::set(
+            &mut status.conditions,
+            REBALANCING,
+            false,
+            "Balanced",
+            status
+                .rebalance
+                .as_ref()
+                .map(|r| {
+                    format!(
+                        "last rebalance ({}, {} brokers) moved {} partitions",
+                        r.reason, r.brokers, r.partitions_to_move
+                    )
+                })
+                .unwrap_or_default(),
+            generation,
+        ),
+    }
+    let was_degraded = condition::get(&old.conditions, DEGRADED)
+        .filter(|c| c.status == "True")
+        .map(|c| (c.reason.clone(), c.message.clone()));
+    match degraded {
+        Some((reason, msg)) => {
+            if was_degraded.as_ref().map(|(r, _)| r.as_str()) != Some(reason) {
+                ctx.event(cluster, EventType::Warning, reason, "Reconcile", msg.clone())
+                    .await;
+            }
+            condition::set(
+                &mut status.conditions,
+                DEGRADED,
+                true,
+                reason,
+                msg,
+                generation,
+            )
+        }
         None => condition::set(
             &mut status.conditions,
             DEGRADED,
@@ -291,9 +424,10 @@ async fn apply(cluster: &Cluster, ctx: &Context, ns: &str) -> Result<Action> {
             "Applied",
             "Reconcile",
             format!(
-                "applied generation {}: StatefulSet {} with {replicas} brokers, Services, ConfigMap, PodDisruptionBudget",
+                "applied generation {}: StatefulSet {} with {} brokers, Services, ConfigMap, PodDisruptionBudget",
                 generation.unwrap_or_default(),
-                cluster.broker_name()
+                cluster.broker_name(),
+                plan.replicas
             ),
         )
         .await;
@@ -319,11 +453,284 @@ async fn apply(cluster: &Cluster, ctx: &Context, ns: &str) -> Result<Action> {
         .await;
     }
     write_status(cluster, ctx, ns, &old, &status).await?;
-    Ok(if is_ready && rolled_out {
+    let busy = plan.step != day2::Step::Wait
+        || plan.scaling.is_some()
+        || rolling.is_some()
+        || rebalancing_active(&status);
+    Ok(if busy {
+        Action::requeue(Duration::from_secs(10))
+    } else if is_ready && rolled_out {
         Action::requeue(Duration::from_secs(300))
     } else {
         Action::requeue(Duration::from_secs(15))
     })
+}
+
+fn rebalancing_active(status: &ClusterStatus) -> bool {
+    status
+        .rebalance
+        .as_ref()
+        .is_some_and(|r| r.finished_at.is_none())
+}
+
+/// What the controller reads before deciding.
+struct World {
+    replicas: Option<i32>,
+    update_revision: Option<String>,
+    pods: Vec<day2::PodView>,
+    claims: Vec<i32>,
+}
+
+/// Reads the StatefulSet, the broker pods and their volumes straight from the API server
+/// (not a cache): a decision to restart a broker must see every pod as it is now.
+async fn observe(ctx: &Context, ns: &str, cluster: &Cluster) -> Result<World> {
+    let sts_name = cluster.broker_name();
+    let sts = Api::<StatefulSet>::namespaced(ctx.client.clone(), ns)
+        .get_opt(&sts_name)
+        .await?;
+    let selector = labels::selector(cluster)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let lp = ListParams::default().labels(&selector);
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), ns)
+        .list(&lp)
+        .await?
+        .items
+        .iter()
+        .filter(|p| {
+            p.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with(&format!("{sts_name}-")))
+        })
+        .filter_map(day2::observe::pod)
+        .collect();
+    let claims = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), ns)
+        .list(&ListParams::default().labels(&format!("{CLUSTER_LABEL}={}", cluster.name_any())))
+        .await?
+        .items
+        .iter()
+        .filter_map(|c| day2::observe::claim_ordinal(c.metadata.name.as_deref()?, &sts_name))
+        .collect();
+    Ok(World {
+        replicas: sts.as_ref().and_then(|s| s.spec.as_ref()?.replicas),
+        update_revision: sts
+            .as_ref()
+            .and_then(|s| s.status.as_ref()?.update_revision.clone()),
+        pods,
+        claims,
+    })
+}
+
+/// Brings `status.rebalance` up to date from the moves still in progress.
+async fn track_rebalance(
+    cluster: &Cluster,
+    ctx: &Context,
+    status: &mut ClusterStatus,
+    view: Option<&day2::ClusterView>,
+    now: Timestamp,
+) {
+    let (Some(r), Some(v)) = (status.rebalance.as_mut(), view) else {
+        return;
+    };
+    if r.finished_at.is_some() {
+        return;
+    }
+    r.partitions_moved = (r.partitions_to_move - v.reassigning).clamp(0, r.partitions_to_move);
+    if v.reassigning == 0 {
+        r.partitions_moved = r.partitions_to_move;
+        r.finished_at = Some(now.to_string());
+        let msg = format!(
+            "{} rebalance for {} brokers finished: {} partitions moved",
+            r.reason, r.brokers, r.partitions_to_move
+        );
+        ctx.event(cluster, EventType::Normal, "RebalanceFinished", "Rebalance", msg)
+            .await;
+    }
+}
+
+/// Carries out the plan's step. Returns a reason the roll is blocked, if it is.
+async fn carry_out(
+    ctx: &Context,
+    ns: &str,
+    cluster: &Cluster,
+    admin: &dyn BrokerAdmin,
+    plan: &day2::Plan,
+    status: &mut ClusterStatus,
+    now: Timestamp,
+) -> Result<Option<(&'static str, String)>> {
+    let ops = &cluster.spec.operations;
+    let event = |reason: &'static str, msg: String| ctx.event(cluster, EventType::Normal, reason, "DayTwo", msg);
+    match &plan.step {
+        day2::Step::Wait => {}
+        day2::Step::SetVoters(v) => {
+            admin.set_quorum_voters(v.clone()).await?;
+            event("QuorumVotersChanged", format!("metadata quorum voters are now {v:?}")).await;
+        }
+        day2::Step::Drain(ids) => {
+            let p = admin
+                .rebalance(ids.clone(), ops.throttle_bytes_per_second)
+                .await?;
+            status.rebalance = Some(RebalanceStatus {
+                reason: day2::scale::SCALE_DOWN.into(),
+                brokers: cluster.spec.replicas,
+                draining: ids.clone(),
+                partitions_to_move: p.moves.len() as i32,
+                partitions_moved: 0,
+                bytes_to_move: p.bytes_to_move,
+                started_at: now.to_string(),
+                finished_at: p.moves.is_empty().then(|| now.to_string()),
+            });
+            event(
+                "DrainStarted",
+                format!(
+                    "moving {} partitions ({} bytes) off brokers {ids:?} before removing them",
+                    p.moves.len(),
+                    p.bytes_to_move
+                ),
+            )
+            .await;
+        }
+        day2::Step::Rebalance => {
+            let p = admin
+                .rebalance(Vec::new(), ops.throttle_bytes_per_second)
+                .await?;
+            status.rebalance = Some(RebalanceStatus {
+                reason: day2::scale::SCALE_UP.into(),
+                brokers: cluster.spec.replicas,
+                draining: Vec::new(),
+                partitions_to_move: p.moves.len() as i32,
+                partitions_moved: 0,
+                bytes_to_move: p.bytes_to_move,
+                started_at: now.to_string(),
+                finished_at: p.moves.is_empty().then(|| now.to_string()),
+            });
+            event(
+                "RebalanceStarted",
+                format!(
+                    "moving {} partitions ({} bytes) onto the {} brokers",
+                    p.moves.len(),
+                    p.bytes_to_move,
+                    cluster.spec.replicas
+                ),
+            )
+            .await;
+        }
+        day2::Step::Unregister(id) => {
+            admin.unregister_broker(*id).await?;
+            event("BrokerRemoved", format!("broker {id} removed from the cluster metadata")).await;
+        }
+        day2::Step::DeleteClaim(ord) => {
+            let name = format!("data-{}-{ord}", cluster.broker_name());
+            let claims = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), ns);
+            if let Some(c) = claims.get_opt(&name).await? {
+                let dp = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: c.metadata.uid.clone(),
+                        resource_version: None,
+                    }),
+                    ..Default::default()
+                };
+                match claims.delete(&name, &dp).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.is_not_found() => {}
+                    Err(e) => return Err(e.into()),
+                }
+                event("VolumeDeleted", format!("deleted PersistentVolumeClaim {name} of removed broker {ord} (removedBrokerVolumes: Delete)")).await;
+            }
+        }
+        day2::Step::Restart { ordinal, uid } => {
+            let safety = admin.restart_safety(*ordinal).await?;
+            if !safety.safe {
+                let list = safety
+                    .blocking
+                    .iter()
+                    .take(5)
+                    .map(|p| {
+                        format!(
+                            "{}-{} (ISR {:?}, min.insync.replicas {})",
+                            p.topic, p.partition, p.isr, p.min_insync_replicas
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Ok(Some((
+                    "RollBlocked",
+                    format!(
+                        "restarting broker {ordinal} now would take {} partitions below min.insync.replicas: {list}; waiting for them to catch up",
+                        safety.blocking.len()
+                    ),
+                )));
+            }
+            let name = format!("{}-{ordinal}", cluster.broker_name());
+            let pods = Api::<Pod>::namespaced(ctx.client.clone(), ns);
+            let dp = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: Some(uid.clone()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            // Written before the delete: an operator restart right after it still knows
+            // which broker it is waiting for.
+            status.restart = Some(RestartStatus {
+                broker: *ordinal,
+                pod_uid: uid.clone(),
+                revision: String::new(),
+                started_at: now.to_string(),
+            });
+            match pods.delete(&name, &dp).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.is_not_found() || s.code == 409 => {}
+                Err(e) => return Err(e.into()),
+            }
+            event(
+                "BrokerRestarted",
+                format!("restarting broker {ordinal} (controlled shutdown) to apply the current spec"),
+            )
+            .await;
+        }
+    }
+    Ok(None)
+}
+
+/// Applies `spec.config` settings the brokers take without a restart as cluster-wide
+/// dynamic configs; `status.dynamicConfig` remembers what was applied, so settings
+/// removed from the spec are removed from the brokers too.
+async fn apply_dynamic_config(
+    ctx: &Context,
+    cluster: &Cluster,
+    admin: &dyn BrokerAdmin,
+    status: &mut ClusterStatus,
+) -> Result<(), AdminError> {
+    let want = configmap::dynamic_properties(cluster);
+    if want == status.dynamic_config {
+        return Ok(());
+    }
+    let set: BTreeMap<String, String> = want
+        .iter()
+        .filter(|(k, v)| status.dynamic_config.get(*k) != Some(v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let remove: Vec<String> = status
+        .dynamic_config
+        .keys()
+        .filter(|k| !want.contains_key(*k))
+        .cloned()
+        .collect();
+    admin.alter_cluster_configs(set.clone(), remove.clone()).await?;
+    ctx.event(
+        cluster,
+        EventType::Normal,
+        "ConfigApplied",
+        "DayTwo",
+        format!("applied without restart: set {set:?}, removed {remove:?}"),
+    )
+    .await;
+    status.dynamic_config = want;
+    Ok(())
 }
 
 /// Applies every object in dependency order; returns the StatefulSet as the API server

@@ -6,6 +6,7 @@ use k8s_openapi::jiff::Timestamp;
 pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
+pub const REBALANCING: &str = "Rebalancing";
 
 /// Sets a condition, keeping `lastTransitionTime` when its status did not change so that
 /// repeated reconciles do not rewrite the status.
