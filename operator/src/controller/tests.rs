@@ -121,6 +121,10 @@ struct FakeAdmin {
     unavailable: Mutex<bool>,
     calls: Mutex<Vec<String>>,
     registered_brokers: Mutex<i32>,
+    /// Replaces the status `cluster_status` derives from `registered_brokers`.
+    status: Mutex<Option<ClusterStatus>>,
+    /// `restart_safety` answers unsafe with this partition.
+    unsafe_restart: Mutex<Option<String>>,
     refuse_deletes: Mutex<bool>,
     cluster_configs: Mutex<BTreeMap<String, String>>,
     /// name -> (password, description)
@@ -225,6 +229,9 @@ impl BrokerAdmin for FakeAdmin {
     }
     async fn cluster_status(&self) -> Result<ClusterStatus, AdminError> {
         self.check("cluster_status".into())?;
+        if let Some(s) = self.status.lock().clone() {
+            return Ok(s);
+        }
         let brokers = (0..*self.registered_brokers.lock())
             .map(|id| sluice_api::admin::BrokerDescription {
                 broker_id: id,
@@ -234,9 +241,15 @@ impl BrokerAdmin for FakeAdmin {
                 ..Default::default()
             })
             .collect();
+        let n = *self.registered_brokers.lock();
         Ok(ClusterStatus {
             cluster_id: "Xk3N2-cluster-id".into(),
             controller_id: 0,
+            quorum: Some(sluice_api::admin::QuorumStatus {
+                leader_id: 0,
+                voters: (0..n.clamp(1, 3)).collect(),
+                ..Default::default()
+            }),
             brokers,
             topics: 0,
             partitions: 0,
@@ -251,7 +264,20 @@ impl BrokerAdmin for FakeAdmin {
         _throttle: Option<i64>,
     ) -> Result<RebalancePlan, AdminError> {
         self.check(format!("rebalance exclude={exclude:?}"))?;
-        Ok(RebalancePlan::default())
+        // One move per broker to empty; nothing to do for a plain rebalance.
+        Ok(RebalancePlan {
+            moves: exclude
+                .iter()
+                .map(|b| sluice_api::admin::PartitionMove {
+                    topic: "orders".into(),
+                    partition: *b,
+                    bytes: 1000,
+                    ..Default::default()
+                })
+                .collect(),
+            bytes_to_move: 1000 * exclude.len() as i64,
+            ..Default::default()
+        })
     }
     async fn drain_broker(
         &self,
@@ -274,9 +300,21 @@ impl BrokerAdmin for FakeAdmin {
     }
     async fn restart_safety(&self, broker: i32) -> Result<RestartSafety, AdminError> {
         self.check(format!("restart_safety {broker}"))?;
-        Ok(RestartSafety {
-            safe: true,
-            ..Default::default()
+        Ok(match self.unsafe_restart.lock().clone() {
+            None => RestartSafety {
+                safe: true,
+                ..Default::default()
+            },
+            Some(topic) => RestartSafety {
+                safe: false,
+                blocking: vec![sluice_api::admin::PartitionRisk {
+                    topic,
+                    partition: 0,
+                    isr: vec![broker, 2],
+                    min_insync_replicas: 2,
+                }],
+                ..Default::default()
+            },
         })
     }
     async fn alter_cluster_configs(
@@ -438,8 +476,49 @@ struct Applied {
     stateful_set: Value,
 }
 
+/// `count` broker pods on revision r1, the first `ready` of them ready.
+fn pod_list(count: i32, ready: i32) -> Value {
+    let items: Vec<Value> = (0..count)
+        .map(|i| {
+            json!({
+                "metadata": {"name": format!("demo-broker-{i}"), "uid": format!("pod-{i}"),
+                             "labels": {"apps.kubernetes.io/pod-index": i.to_string(), "controller-revision-hash": "r1"}},
+                "status": {
+                    "conditions": [{"type": "Ready", "status": if i < ready { "True" } else { "False" }}],
+                    "containerStatuses": [{"name": "broker", "ready": i < ready, "restartCount": 0,
+                                           "image": "x", "imageID": "", "started": i < ready,
+                                           "state": {"running": {}}}]
+                }
+            })
+        })
+        .collect();
+    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
+}
+
+/// What the controller reads before it decides: the StatefulSet (absent), the pods, the
+/// volumes.
+async fn expect_observation(api: &mut ApiServer, pods: Value) {
+    api.expect(
+        Method::GET,
+        &format!("/apis/apps/v1{NS}/statefulsets/demo-broker"),
+        404,
+        |_| Value::Null,
+    )
+    .await;
+    api.expect(Method::GET, &format!("/api/v1{NS}/pods"), 200, |_| pods)
+        .await;
+    api.expect(
+        Method::GET,
+        &format!("/api/v1{NS}/persistentvolumeclaims"),
+        200,
+        |_| json!({"apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {}, "items": []}),
+    )
+    .await;
+}
+
 /// Expects the full apply sequence; the StatefulSet comes back with `ready` brokers.
 async fn expect_cluster_objects(api: &mut ApiServer, rack: bool, ready: i32) -> Applied {
+    expect_observation(api, pod_list(3, ready)).await;
     let service_account = api
         .apply(&format!("/api/v1{NS}/serviceaccounts/demo-broker"))
         .await;
@@ -490,6 +569,8 @@ async fn expect_cluster_status(api: &mut ApiServer) -> Value {
     .await
 }
 
+mod day2;
+
 #[tokio::test]
 async fn rack_aware_cluster_gets_the_finalizer_first() {
     let (ctx, mut api, _) = setup();
@@ -513,7 +594,8 @@ async fn cluster_without_rack_needs_no_finalizer() {
     let (ctx, mut api, _) = setup();
     let c = test_cluster(json!({}), false);
     let task = tokio::spawn(cluster::reconcile(Arc::new(c.clone()), ctx.clone()));
-    // Straight to applying objects: no finalizer patch.
+    // Straight to observing and applying objects: no finalizer patch.
+    expect_observation(&mut api, pod_list(0, 0)).await;
     api.expect(
         Method::PATCH,
         &format!("/api/v1{NS}/serviceaccounts/demo-broker"),
@@ -588,6 +670,8 @@ async fn brokers_that_did_not_join_one_cluster_are_degraded() {
     let c = test_cluster(json!({"replicas": 3}), true);
     let task = tokio::spawn(cluster::reconcile(Arc::new(c), ctx));
     expect_cluster_objects(&mut api, false, 3).await;
+    let warning = api.event().await;
+    assert_eq!(warning["reason"], "BrokersNotClustered");
     api.event().await;
     api.event().await;
     let status = expect_cluster_status(&mut api).await;
@@ -656,6 +740,7 @@ async fn api_errors_surface_as_reconcile_errors() {
     let (ctx, mut api, _) = setup();
     let c = test_cluster(json!({}), true);
     let task = tokio::spawn(cluster::reconcile(Arc::new(c), ctx));
+    expect_observation(&mut api, pod_list(0, 0)).await;
     api.expect(
         Method::PATCH,
         &format!("/api/v1{NS}/serviceaccounts/demo-broker"),
