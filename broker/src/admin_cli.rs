@@ -285,7 +285,10 @@ pub async fn run(
                 "controller_id": s.controller_id,
                 "brokers": s.brokers.iter().map(|b| json!({
                     "id": b.broker_id, "rack": b.rack, "fenced": b.fenced,
+                    "replicas": b.replicas, "leaders": b.leaders,
                 })).collect::<Vec<_>>(),
+                "max_replication_factor": s.max_replication_factor,
+                "max_replication_factor_topic": s.max_replication_factor_topic,
                 "topics": s.topics,
                 "partitions": s.partitions,
                 "under_replicated": parts(&s.under_replicated),

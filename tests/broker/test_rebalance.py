@@ -229,3 +229,48 @@ def test_new_replica_copies_only_the_local_tail(cluster_factory, tmp_path):
     assert wait_for(lambda: partitions_of(c, "cold")[0].leader == new, 30)
     log = read_all(c.bootstrap, "cold", 0, 20000, timeout=120)
     assert len(log) == 20000 and log[0][1].startswith(b"00000000")
+
+
+def test_remove_a_broker_and_restart_safety(cluster_factory):
+    """What the operator's scale-down and rolling restarts rely on: per-broker replica
+    counts, a broker that holds data or still runs cannot be forgotten, a drained and
+    stopped one can; restart safety names partitions that a restart would take below
+    min.insync.replicas."""
+    c = cluster_factory(3, overrides=FAST)
+    c.add_broker()
+    create(c, "t", partitions=4, rf=3, config={"min.insync.replicas": "2"})
+    status = sluice_admin(c, "status")
+    assert status["max_replication_factor"] == 3 and status["max_replication_factor_topic"] == "t"
+    hosted = {b["id"]: b["replicas"] for b in status["brokers"]}
+    assert sum(hosted.values()) == 12, status
+
+    # Running, or still holding replicas: refused with a reason.
+    out = subprocess.run([str(BINARY), "admin", "--server", f"{c.brokers[0].host}:{c.internal[0]}",
+                          "unregister", "3"], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "INVALID_REQUEST" in out.stderr, out.stderr
+    # A voter cannot be forgotten at all.
+    out = subprocess.run([str(BINARY), "admin", "--server", f"{c.brokers[0].host}:{c.internal[0]}",
+                          "unregister", "2"], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "voter" in out.stderr, out.stderr
+
+    # Every replica in sync: any broker may restart.
+    assert wait_for(lambda: sluice_admin(c, "status")["under_replicated"] == [], 60)
+    assert sluice_admin(c, "restart-safety", "1")["safe"] is True
+
+    sluice_admin(c, "drain", "3")
+    assert wait_for(lambda: moves_done(c), 90), sluice_admin(c, "progress")
+    drained = {b["id"]: b for b in sluice_admin(c, "status")["brokers"]}[3]
+    assert drained["replicas"] == 0 and drained["leaders"] == 0, drained
+    c.brokers[3].stop()
+    assert wait_for(lambda: {b["id"]: b for b in sluice_admin(c, "status")["brokers"]}[3]["fenced"], 30)
+    assert sluice_admin(c, "unregister", "3") == {"unregistered": 3}
+    assert sorted(b["id"] for b in sluice_admin(c, "status")["brokers"]) == [0, 1, 2]
+
+    # With broker 2 down, stopping broker 1 would leave the partitions it shares with 0
+    # below min.insync.replicas=2.
+    c.brokers[2].stop()
+    assert wait_for(lambda: sluice_admin(c, "status")["under_replicated"] != [], 30)
+    safety = sluice_admin(c, "restart-safety", "1")
+    assert safety["safe"] is False and safety["blocking"], safety
+    risk = safety["blocking"][0]
+    assert risk["topic"] == "t" and risk["min_insync_replicas"] == 2 and 1 in risk["isr"], risk
