@@ -15,14 +15,14 @@ use sluice_api::admin::{
     LogDirStatus, PartitionDescription, TopicDescription,
 };
 use sluice_api::admin::{
+    AlterClusterConfigsRequest, ClusterConfigs, GetRestartSafetyRequest, PartitionRisk,
+    RestartSafety, UnregisterBrokerRequest, UnregisterBrokerResponse,
+};
+use sluice_api::admin::{
     CancelRebalanceRequest, DrainBrokerRequest, GetRebalanceProgressRequest,
     ListPartitionSizesRequest, MovingPartition, PartitionMove, PartitionRef, PartitionSize,
     PartitionSizes, QuorumStatus, RebalancePlan, RebalanceProgress, RebalanceRequest,
     SetQuorumVotersRequest,
-};
-use sluice_api::admin::{
-    AlterClusterConfigsRequest, ClusterConfigs, GetRestartSafetyRequest, PartitionRisk,
-    RestartSafety, UnregisterBrokerRequest, UnregisterBrokerResponse,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -477,7 +477,11 @@ impl Admin for AdminService {
         }
         let mut hosted: BTreeMap<i32, (i32, i32)> = BTreeMap::new();
         for p in md.topics.values().flat_map(|t| t.partitions.iter()) {
-            for r in p.replicas.iter().chain(p.adding.iter().filter(|a| !p.replicas.contains(a))) {
+            for r in p
+                .replicas
+                .iter()
+                .chain(p.adding.iter().filter(|a| !p.replicas.contains(a)))
+            {
                 hosted.entry(*r).or_default().0 += 1;
             }
             if p.leader >= 0 {
@@ -640,9 +644,9 @@ impl Admin for AdminService {
             Err(crate::metadata::MetadataError::UnknownBroker(_)) => Err(Status::not_found(
                 format!("BROKER_NOT_AVAILABLE: broker {id} is not registered"),
             )),
-            Err(e @ crate::metadata::MetadataError::BrokerInUse(_)) => Err(
-                Status::failed_precondition(format!("INVALID_REQUEST: {e}")),
-            ),
+            Err(e @ crate::metadata::MetadataError::BrokerInUse(_)) => {
+                Err(Status::failed_precondition(format!("INVALID_REQUEST: {e}")))
+            }
             Err(e) => Err(status(e.into())),
         }
     }

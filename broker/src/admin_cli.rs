@@ -345,7 +345,9 @@ pub async fn run(
         }
         AdminCommand::RestartSafety { broker } => {
             let r = c
-                .get_restart_safety(sluice_api::admin::GetRestartSafetyRequest { broker_id: broker })
+                .get_restart_safety(sluice_api::admin::GetRestartSafetyRequest {
+                    broker_id: broker,
+                })
                 .await?
                 .into_inner();
             let blocking: Vec<_> = r

@@ -8,12 +8,12 @@ use parking_lot::Mutex;
 use sluice_api::admin::admin_client::AdminClient;
 use sluice_api::admin::{
     Acl, AclFilter, AddPartitionsRequest, AlterClusterConfigsRequest, AlterTopicConfigRequest,
-    ClusterStatus, CreateTopicRequest, DeleteTopicRequest, DeleteUserRequest,
-    DescribeTopicRequest, DrainBrokerRequest, GetClusterStatusRequest,
-    GetRebalanceProgressRequest, GetRestartSafetyRequest, ListQuotasRequest, ListUsersRequest,
-    Quota, RebalancePlan, RebalanceProgress, RebalanceRequest, ReplacePrincipalAclsRequest,
-    RestartSafety, SetQuorumVotersRequest, SetQuotasRequest, TopicDescription,
-    UnregisterBrokerRequest, UpsertUserRequest, UserDescription,
+    ClusterStatus, CreateTopicRequest, DeleteTopicRequest, DeleteUserRequest, DescribeTopicRequest,
+    DrainBrokerRequest, GetClusterStatusRequest, GetRebalanceProgressRequest,
+    GetRestartSafetyRequest, ListQuotasRequest, ListUsersRequest, Quota, RebalancePlan,
+    RebalanceProgress, RebalanceRequest, ReplacePrincipalAclsRequest, RestartSafety,
+    SetQuorumVotersRequest, SetQuotasRequest, TopicDescription, UnregisterBrokerRequest,
+    UpsertUserRequest, UserDescription,
 };
 use tonic::transport::{Channel, Endpoint};
 

@@ -575,7 +575,12 @@ impl ClusterMetadata {
                     return Err(MetadataError::BrokerInUse(format!(
                         "broker {id} still hosts {} partition replicas ({}); drain it first",
                         hosted.len(),
-                        hosted.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+                        hosted
+                            .iter()
+                            .take(5)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )));
                 }
                 self.brokers.remove(id);

@@ -206,7 +206,10 @@ async fn apply(cluster: &Cluster, ctx: &Context, ns: &str) -> Result<Action> {
             Ok(Some(blocked)) => rolling = Some(blocked),
             Ok(None) => {}
             Err(Error::Admin(AdminError::Rejected(msg))) => {
-                degraded.get_or_insert(("OperationRefused", format!("the broker refused {:?}: {msg}", plan.step)));
+                degraded.get_or_insert((
+                    "OperationRefused",
+                    format!("the broker refused {:?}: {msg}", plan.step),
+                ));
             }
             Err(e) => return Err(e),
         }
@@ -394,8 +397,14 @@ async fn apply(cluster: &Cluster, ctx: &Context, ns: &str) -> Result<Action> {
     match degraded {
         Some((reason, msg)) => {
             if was_degraded.as_ref().map(|(r, _)| r.as_str()) != Some(reason) {
-                ctx.event(cluster, EventType::Warning, reason, "Reconcile", msg.clone())
-                    .await;
+                ctx.event(
+                    cluster,
+                    EventType::Warning,
+                    reason,
+                    "Reconcile",
+                    msg.clone(),
+                )
+                .await;
             }
             condition::set(
                 &mut status.conditions,
@@ -546,8 +555,14 @@ async fn track_rebalance(
             "{} rebalance for {} brokers finished: {} partitions moved",
             r.reason, r.brokers, r.partitions_to_move
         );
-        ctx.event(cluster, EventType::Normal, "RebalanceFinished", "Rebalance", msg)
-            .await;
+        ctx.event(
+            cluster,
+            EventType::Normal,
+            "RebalanceFinished",
+            "Rebalance",
+            msg,
+        )
+        .await;
     }
 }
 
@@ -562,12 +577,18 @@ async fn carry_out(
     now: Timestamp,
 ) -> Result<Option<(&'static str, String)>> {
     let ops = &cluster.spec.operations;
-    let event = |reason: &'static str, msg: String| ctx.event(cluster, EventType::Normal, reason, "DayTwo", msg);
+    let event = |reason: &'static str, msg: String| {
+        ctx.event(cluster, EventType::Normal, reason, "DayTwo", msg)
+    };
     match &plan.step {
         day2::Step::Wait => {}
         day2::Step::SetVoters(v) => {
             admin.set_quorum_voters(v.clone()).await?;
-            event("QuorumVotersChanged", format!("metadata quorum voters are now {v:?}")).await;
+            event(
+                "QuorumVotersChanged",
+                format!("metadata quorum voters are now {v:?}"),
+            )
+            .await;
         }
         day2::Step::Drain(ids) => {
             let p = admin
@@ -620,7 +641,11 @@ async fn carry_out(
         }
         day2::Step::Unregister(id) => {
             admin.unregister_broker(*id).await?;
-            event("BrokerRemoved", format!("broker {id} removed from the cluster metadata")).await;
+            event(
+                "BrokerRemoved",
+                format!("broker {id} removed from the cluster metadata"),
+            )
+            .await;
         }
         day2::Step::DeleteClaim(ord) => {
             let name = format!("data-{}-{ord}", cluster.broker_name());
@@ -688,7 +713,9 @@ async fn carry_out(
             }
             event(
                 "BrokerRestarted",
-                format!("restarting broker {ordinal} (controlled shutdown) to apply the current spec"),
+                format!(
+                    "restarting broker {ordinal} (controlled shutdown) to apply the current spec"
+                ),
             )
             .await;
         }
@@ -720,7 +747,9 @@ async fn apply_dynamic_config(
         .filter(|k| !want.contains_key(*k))
         .cloned()
         .collect();
-    admin.alter_cluster_configs(set.clone(), remove.clone()).await?;
+    admin
+        .alter_cluster_configs(set.clone(), remove.clone())
+        .await?;
     ctx.event(
         cluster,
         EventType::Normal,

@@ -47,7 +47,9 @@ pub fn pod(p: &Pod) -> Option<PodView> {
         uid: meta.uid.clone().unwrap_or_default(),
         ready,
         terminating: meta.deletion_timestamp.is_some(),
-        revision: labels.and_then(|l| l.get("controller-revision-hash")).cloned(),
+        revision: labels
+            .and_then(|l| l.get("controller-revision-hash"))
+            .cloned(),
         started,
         failing,
     })
@@ -70,7 +72,11 @@ pub fn cluster(s: &ClusterStatus) -> ClusterView {
             })
             .collect(),
         controller: s.quorum.as_ref().map_or(s.controller_id, |q| q.leader_id),
-        voters: s.quorum.as_ref().map(|q| q.voters.clone()).unwrap_or_default(),
+        voters: s
+            .quorum
+            .as_ref()
+            .map(|q| q.voters.clone())
+            .unwrap_or_default(),
         under_replicated: s.under_replicated_partitions,
         offline: s.offline_partitions,
         reassigning: s.reassigning_partitions,

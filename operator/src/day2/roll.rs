@@ -85,7 +85,10 @@ pub(super) fn restart(o: &Observed, p: &mut Plan) {
         );
     }
     if let Some(id) = (0..p.replicas).find(|id| c.brokers.get(id).is_none_or(|b| b.fenced)) {
-        return wait(p, format!("broker {id} is not serving (fenced or unregistered)"));
+        return wait(
+            p,
+            format!("broker {id} is not serving (fenced or unregistered)"),
+        );
     }
     // The controller last: every restart before it moves the quorum leadership once less.
     let next = stale
@@ -93,7 +96,10 @@ pub(super) fn restart(o: &Observed, p: &mut Plan) {
         .find(|pod| pod.ordinal != c.controller)
         .or_else(|| stale.first());
     if let Some(pod) = next {
-        p.rolling = Some(("RollingOut", format!("{progress}; restarting broker {}", pod.ordinal)));
+        p.rolling = Some((
+            "RollingOut",
+            format!("{progress}; restarting broker {}", pod.ordinal),
+        ));
         p.step = Step::Restart {
             ordinal: pod.ordinal,
             uid: pod.uid.clone(),

@@ -132,7 +132,12 @@ pub(super) fn down(o: &Observed, current: i32, p: &mut Plan) {
                 .status
                 .rebalance
                 .as_ref()
-                .map(|r| format!(" ({}/{} partitions moved)", r.partitions_moved, r.partitions_to_move))
+                .map(|r| {
+                    format!(
+                        " ({}/{} partitions moved)",
+                        r.partitions_moved, r.partitions_to_move
+                    )
+                })
                 .unwrap_or_default();
             p.scaling = note(format!(
                 "draining brokers {loaded:?}: {} partitions moving{what}",

@@ -95,12 +95,20 @@ fn scale_up_grows_the_statefulset_then_rebalances_once_every_broker_serves() {
     let mut c = Case::new(5, 3, view(&[(0, 10), (1, 10), (2, 10)], &[0, 1, 2]));
     let p = c.plan();
     assert_eq!((p.replicas, &p.step), (5, &Step::Wait));
-    assert!(p.scaling.as_ref().is_some_and(|s| s.1.contains("broker-3 has no pod")), "{p:?}");
+    assert!(
+        p.scaling
+            .as_ref()
+            .is_some_and(|s| s.1.contains("broker-3 has no pod")),
+        "{p:?}"
+    );
 
     // The new pods run and registered, but are empty.
     c.current = Some(5);
     c.pods.extend([pod(3, "r1"), pod(4, "r1")]);
-    c.cluster = Some(view(&[(0, 10), (1, 10), (2, 10), (3, 0), (4, 0)], &[0, 1, 2]));
+    c.cluster = Some(view(
+        &[(0, 10), (1, 10), (2, 10), (3, 0), (4, 0)],
+        &[0, 1, 2],
+    ));
     assert_eq!(c.plan().step, Step::Rebalance);
 
     // Started (recorded in status): no second rebalance, even once moves are done.
@@ -118,13 +126,21 @@ fn scale_up_waits_for_new_brokers_to_register_and_unfence() {
     let p = c.plan();
     assert_eq!(p.step, Step::Wait);
     assert!(p.scaling.unwrap().1.contains("broker 3"));
+    c.cluster.as_mut().unwrap().brokers.insert(
+        3,
+        BrokerView {
+            fenced: true,
+            ..Default::default()
+        },
+    );
+    assert_eq!(c.plan().step, Step::Wait);
     c.cluster
         .as_mut()
         .unwrap()
         .brokers
-        .insert(3, BrokerView { fenced: true, ..Default::default() });
-    assert_eq!(c.plan().step, Step::Wait);
-    c.cluster.as_mut().unwrap().brokers.get_mut(&3).unwrap().fenced = false;
+        .get_mut(&3)
+        .unwrap()
+        .fenced = false;
     assert_eq!(c.plan().step, Step::Rebalance);
 }
 
@@ -141,7 +157,10 @@ fn scale_down_below_a_replication_factor_is_refused_and_changes_nothing() {
     assert_eq!((p.replicas, &p.step), (3, &Step::Wait));
     let (reason, msg) = p.degraded.unwrap();
     assert_eq!(reason, "ScaleDownRefused");
-    assert!(msg.contains("orders") && msg.contains("replication factor 3"), "{msg}");
+    assert!(
+        msg.contains("orders") && msg.contains("replication factor 3"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -155,7 +174,11 @@ fn scale_down_without_a_quorum_leader_is_refused() {
 
 #[test]
 fn scale_down_moves_voters_then_drains_then_stops_one_broker_at_a_time() {
-    let mut c = Case::new(3, 5, view(&[(0, 6), (1, 6), (2, 6), (3, 6), (4, 6)], &[0, 2, 4]));
+    let mut c = Case::new(
+        3,
+        5,
+        view(&[(0, 6), (1, 6), (2, 6), (3, 6), (4, 6)], &[0, 2, 4]),
+    );
     // A voter is being removed: the quorum changes first.
     assert_eq!(c.plan().step, Step::SetVoters(vec![0, 1, 2]));
     c.cluster.as_mut().unwrap().voters = vec![0, 1, 2];
@@ -184,7 +207,13 @@ fn scale_down_moves_voters_then_drains_then_stops_one_broker_at_a_time() {
     // Broker 4's pod is gone and the broker fenced: forget it; then stop broker 3.
     c.current = Some(4);
     c.pods.retain(|p| p.ordinal != 4);
-    c.cluster.as_mut().unwrap().brokers.get_mut(&4).unwrap().fenced = true;
+    c.cluster
+        .as_mut()
+        .unwrap()
+        .brokers
+        .get_mut(&4)
+        .unwrap()
+        .fenced = true;
     let p = c.plan();
     assert_eq!((p.replicas, &p.step), (3, &Step::Unregister(4)));
 }
@@ -194,7 +223,13 @@ fn drained_broker_still_serving_is_not_unregistered() {
     let mut c = Case::new(3, 3, view(&[(0, 6), (1, 6), (2, 6), (3, 0)], &[0, 1, 2]));
     // No pod, but the metadata has not fenced it yet.
     assert_eq!(c.plan().step, Step::Wait);
-    c.cluster.as_mut().unwrap().brokers.get_mut(&3).unwrap().fenced = true;
+    c.cluster
+        .as_mut()
+        .unwrap()
+        .brokers
+        .get_mut(&3)
+        .unwrap()
+        .fenced = true;
     assert_eq!(c.plan().step, Step::Unregister(3));
 }
 
@@ -207,11 +242,14 @@ fn volumes_are_deleted_only_by_policy_and_only_when_nothing_refers_to_them() {
     assert_eq!(c.plan().step, Step::DeleteClaim(3));
 
     // Broker 3 still registered (holding data): not its volume; 4 goes.
-    c.cluster
-        .as_mut()
-        .unwrap()
-        .brokers
-        .insert(3, BrokerView { fenced: true, replicas: 2, leaders: 0 });
+    c.cluster.as_mut().unwrap().brokers.insert(
+        3,
+        BrokerView {
+            fenced: true,
+            replicas: 2,
+            leaders: 0,
+        },
+    );
     assert_eq!(c.plan().step, Step::DeleteClaim(4));
     // A pod exists for 4 (scale-up raced): leave it.
     c.pods.push(pod(4, "r1"));
@@ -230,12 +268,27 @@ fn roll_restarts_one_stale_broker_with_the_controller_last() {
     let p = c.plan();
     assert_eq!(
         p.step,
-        Step::Restart { ordinal: 0, uid: "uid-0-r1".into() }
+        Step::Restart {
+            ordinal: 0,
+            uid: "uid-0-r1".into()
+        }
     );
     c.pods[0] = pod(0, "r2");
-    assert_eq!(c.plan().step, Step::Restart { ordinal: 2, uid: "uid-2-r1".into() });
+    assert_eq!(
+        c.plan().step,
+        Step::Restart {
+            ordinal: 2,
+            uid: "uid-2-r1".into()
+        }
+    );
     c.pods[2] = pod(2, "r2");
-    assert_eq!(c.plan().step, Step::Restart { ordinal: 1, uid: "uid-1-r1".into() });
+    assert_eq!(
+        c.plan().step,
+        Step::Restart {
+            ordinal: 1,
+            uid: "uid-1-r1".into()
+        }
+    );
     c.pods[1] = pod(1, "r2");
     let p = c.plan();
     assert_eq!((p.step, p.rolling), (Step::Wait, None));
@@ -253,13 +306,34 @@ fn roll_waits_for_every_broker_and_full_replication() {
     c.cluster.as_mut().unwrap().under_replicated = 4;
     let p = c.plan();
     assert_eq!(p.step, Step::Wait);
-    assert!(p.rolling.unwrap().1.contains("4 partitions under-replicated"));
+    assert!(
+        p.rolling
+            .unwrap()
+            .1
+            .contains("4 partitions under-replicated")
+    );
     c.cluster.as_mut().unwrap().under_replicated = 0;
-    c.cluster.as_mut().unwrap().brokers.get_mut(&1).unwrap().fenced = true;
+    c.cluster
+        .as_mut()
+        .unwrap()
+        .brokers
+        .get_mut(&1)
+        .unwrap()
+        .fenced = true;
     assert_eq!(c.plan().step, Step::Wait);
-    c.cluster.as_mut().unwrap().brokers.get_mut(&1).unwrap().fenced = false;
+    c.cluster
+        .as_mut()
+        .unwrap()
+        .brokers
+        .get_mut(&1)
+        .unwrap()
+        .fenced = false;
     c.cluster = None;
-    assert_eq!(c.plan().step, Step::Wait, "no restart without the admin API");
+    assert_eq!(
+        c.plan().step,
+        Step::Wait,
+        "no restart without the admin API"
+    );
 }
 
 #[test]
@@ -359,7 +433,10 @@ fn simulated_operations_never_take_two_brokers_down() {
                     .unwrap_or_default();
                 for id in draining {
                     if let Some(b) = v.brokers.get_mut(&id) {
-                        *b = BrokerView { fenced: b.fenced, ..Default::default() };
+                        *b = BrokerView {
+                            fenced: b.fenced,
+                            ..Default::default()
+                        };
                     }
                 }
             }
@@ -404,19 +481,32 @@ fn simulated_operations_never_take_two_brokers_down() {
             }
 
             let unavailable_before = c.pods.iter().filter(|p| !p.ready || p.terminating).count()
-                + (0..size).filter(|i| !c.pods.iter().any(|p| p.ordinal == *i)).count();
+                + (0..size)
+                    .filter(|i| !c.pods.iter().any(|p| p.ordinal == *i))
+                    .count();
             let p = c.plan();
 
             // Carry it out.
             if p.replicas < size {
                 for id in p.replicas..size {
-                    let b = c.cluster.as_ref().unwrap().brokers.get(&id).copied().unwrap_or_default();
+                    let b = c
+                        .cluster
+                        .as_ref()
+                        .unwrap()
+                        .brokers
+                        .get(&id)
+                        .copied()
+                        .unwrap_or_default();
                     assert!(
                         b.replicas == 0 && b.leaders == 0,
                         "seed {seed}: stopped broker {id} that holds data: {b:?}"
                     );
                 }
-                assert_eq!(p.replicas, size - 1, "seed {seed}: stopped more than one broker");
+                assert_eq!(
+                    p.replicas,
+                    size - 1,
+                    "seed {seed}: stopped more than one broker"
+                );
             }
             if p.replicas < size {
                 *seen.entry("stop").or_default() += 1;
@@ -493,15 +583,28 @@ fn simulated_operations_never_take_two_brokers_down() {
                 Step::Wait => {}
             }
             if let Some(r) = &c.status.restart
-                && c.pods.iter().any(|p| p.ordinal == r.broker && p.uid != r.pod_uid && p.ready)
+                && c.pods
+                    .iter()
+                    .any(|p| p.ordinal == r.broker && p.uid != r.pod_uid && p.ready)
             {
                 c.status.restart = None;
             }
         }
     }
     // The property is only worth something if every kind of action happened.
-    for kind in ["stop", "restart", "drain", "rebalance", "voters", "unregister", "delete_claim"] {
-        assert!(seen.get(kind).copied().unwrap_or(0) > 0, "never exercised {kind}: {seen:?}");
+    for kind in [
+        "stop",
+        "restart",
+        "drain",
+        "rebalance",
+        "voters",
+        "unregister",
+        "delete_claim",
+    ] {
+        assert!(
+            seen.get(kind).copied().unwrap_or(0) > 0,
+            "never exercised {kind}: {seen:?}"
+        );
     }
 }
 
@@ -522,7 +625,16 @@ fn observe_reads_ordinals_revisions_and_failures() {
     assert_eq!(v.ordinal, 2);
     assert_eq!(v.revision.as_deref(), Some("demo-broker-7c9"));
     assert!(!v.ready && !v.started);
-    assert_eq!(v.failing.as_deref(), Some("CrashLoopBackOff: back-off 5m0s"));
-    assert_eq!(observe::claim_ordinal("data-demo-broker-12", "demo-broker"), Some(12));
-    assert_eq!(observe::claim_ordinal("data-other-broker-1", "demo-broker"), None);
+    assert_eq!(
+        v.failing.as_deref(),
+        Some("CrashLoopBackOff: back-off 5m0s")
+    );
+    assert_eq!(
+        observe::claim_ordinal("data-demo-broker-12", "demo-broker"),
+        Some(12)
+    );
+    assert_eq!(
+        observe::claim_ordinal("data-other-broker-1", "demo-broker"),
+        None
+    );
 }

@@ -77,7 +77,9 @@ impl World {
             let (method, path) = (req.method().clone(), req.uri().path().to_string());
             let bytes = req.into_body().collect_bytes().await.unwrap();
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let (code, answer) = if path.ends_with("/statefulsets/demo-broker") && method == Method::GET {
+            let (code, answer) = if path.ends_with("/statefulsets/demo-broker")
+                && method == Method::GET
+            {
                 (200, self.sts())
             } else if path.ends_with("/statefulsets/demo-broker") {
                 seen.sts_replicas = body["spec"]["replicas"].as_i64();
@@ -91,24 +93,39 @@ impl World {
             } else if path.contains("/persistentvolumeclaims/") && method == Method::GET {
                 let name = path.rsplit('/').next().unwrap_or_default().to_string();
                 let ord = name.rsplit('-').next().unwrap_or_default().to_string();
-                (200, json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                             "metadata": {"name": name, "uid": format!("pvc-{ord}")}}))
+                (
+                    200,
+                    json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                             "metadata": {"name": name, "uid": format!("pvc-{ord}")}}),
+                )
             } else if path.contains("/clusterrolebindings/") {
-                (404, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound", "message": "none"}))
+                (
+                    404,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound", "message": "none"}),
+                )
             } else if method == Method::DELETE {
                 seen.deleted.push((path.clone(), body.clone()));
-                (200, json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}))
+                (
+                    200,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+                )
             } else if path.contains("/events") {
-                seen.events.push(body["reason"].as_str().unwrap_or_default().to_string());
-                (200, json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "x"}, "eventTime": null}))
+                seen.events
+                    .push(body["reason"].as_str().unwrap_or_default().to_string());
+                (
+                    200,
+                    json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "x"}, "eventTime": null}),
+                )
             } else if path.ends_with("/clusters/demo/status") {
                 seen.status = body;
                 send.send_response(
                     Response::builder()
                         .status(200)
                         .body(Body::from(
-                            serde_json::to_vec(&serde_json::to_value(test_cluster(json!({}), true)).unwrap())
-                                .unwrap(),
+                            serde_json::to_vec(
+                                &serde_json::to_value(test_cluster(json!({}), true)).unwrap(),
+                            )
+                            .unwrap(),
                         ))
                         .unwrap(),
                 );
@@ -191,7 +208,10 @@ async fn scale_down_moves_voters_then_drains_then_stops_the_drained_broker() {
     assert_eq!(seen.sts_replicas, Some(3));
     assert!(admin.calls.lock().contains(&"voters [0, 1]".to_string()));
     assert!(seen.events.contains(&"QuorumVotersChanged".to_string()));
-    assert_eq!(condition(&seen.status, "Progressing")["reason"], "ScalingDown");
+    assert_eq!(
+        condition(&seen.status, "Progressing")["reason"],
+        "ScalingDown"
+    );
     assert_eq!(action, Action::requeue(Duration::from_secs(10)));
 
     // 2. Voters moved: drain broker 2 (exclude it from a rebalance).
@@ -199,7 +219,12 @@ async fn scale_down_moves_voters_then_drains_then_stops_the_drained_broker() {
     let c = with_status(test_cluster(spec.clone(), true), &seen.status);
     let (seen, _) = reconcile(&ctx, &mut api, &world, c).await;
     assert_eq!(seen.sts_replicas, Some(3));
-    assert!(admin.calls.lock().contains(&"rebalance exclude=[2]".to_string()));
+    assert!(
+        admin
+            .calls
+            .lock()
+            .contains(&"rebalance exclude=[2]".to_string())
+    );
     assert_eq!(seen.status["status"]["rebalance"]["reason"], "ScaleDown");
     assert_eq!(seen.status["status"]["rebalance"]["draining"], json!([2]));
 
@@ -240,7 +265,10 @@ async fn scale_down_moves_voters_then_drains_then_stops_the_drained_broker() {
     let c = with_status(test_cluster(spec, true), &seen.status);
     let (seen, _) = reconcile(&ctx, &mut api, &world, c).await;
     let (path, body) = &seen.deleted[0];
-    assert!(path.ends_with("/persistentvolumeclaims/data-demo-broker-2"), "{path}");
+    assert!(
+        path.ends_with("/persistentvolumeclaims/data-demo-broker-2"),
+        "{path}"
+    );
     assert_eq!(body["preconditions"]["uid"], "pvc-2");
     api.done().await;
 }
@@ -255,7 +283,13 @@ async fn scale_down_below_the_replication_factor_is_refused() {
         claims: vec![],
     };
     *admin.status.lock() = Some(status(&[(0, 4), (1, 4), (2, 4)], &[0, 1, 2], 3));
-    let (seen, _) = reconcile(&ctx, &mut api, &world, test_cluster(json!({"replicas": 2}), true)).await;
+    let (seen, _) = reconcile(
+        &ctx,
+        &mut api,
+        &world,
+        test_cluster(json!({"replicas": 2}), true),
+    )
+    .await;
     assert_eq!(seen.sts_replicas, Some(3));
     let degraded = condition(&seen.status, "Degraded");
     assert_eq!(degraded["reason"], "ScaleDownRefused");
@@ -279,14 +313,29 @@ async fn scale_up_starts_brokers_then_rebalances_and_reports_progress() {
     let (seen, _) = reconcile(&ctx, &mut api, &world, test_cluster(spec.clone(), true)).await;
     assert_eq!(seen.sts_replicas, Some(5));
     assert_eq!(condition(&seen.status, "Ready")["status"], "False");
-    assert!(!admin.calls.lock().iter().any(|c| c.starts_with("rebalance")));
+    assert!(
+        !admin
+            .calls
+            .lock()
+            .iter()
+            .any(|c| c.starts_with("rebalance"))
+    );
 
     world.sts_replicas = 5;
     world.pods = ready_pods(5, "r1");
-    *admin.status.lock() = Some(status(&[(0, 4), (1, 4), (2, 4), (3, 0), (4, 0)], &[0, 1, 2], 3));
+    *admin.status.lock() = Some(status(
+        &[(0, 4), (1, 4), (2, 4), (3, 0), (4, 0)],
+        &[0, 1, 2],
+        3,
+    ));
     let c = with_status(test_cluster(spec.clone(), true), &seen.status);
     let (seen, _) = reconcile(&ctx, &mut api, &world, c).await;
-    assert!(admin.calls.lock().contains(&"rebalance exclude=[]".to_string()));
+    assert!(
+        admin
+            .calls
+            .lock()
+            .contains(&"rebalance exclude=[]".to_string())
+    );
     assert_eq!(seen.status["status"]["rebalance"]["reason"], "ScaleUp");
     assert_eq!(seen.status["status"]["rebalance"]["brokers"], 5);
     assert!(seen.events.contains(&"RebalanceStarted".to_string()));
@@ -320,7 +369,10 @@ async fn rolling_restart_is_one_broker_at_a_time_and_survives_an_operator_restar
     assert_eq!(body["preconditions"]["uid"], "pod-1");
     assert_eq!(seen.status["status"]["restart"]["broker"], 1);
     assert!(seen.events.contains(&"BrokerRestarted".to_string()));
-    assert_eq!(condition(&seen.status, "Progressing")["reason"], "RollingOut");
+    assert_eq!(
+        condition(&seen.status, "Progressing")["reason"],
+        "RollingOut"
+    );
 
     // The operator restarts (fresh context, state only in status) while broker 1 is
     // still coming back: nothing else is restarted.
@@ -341,8 +393,17 @@ async fn rolling_restart_is_one_broker_at_a_time_and_survives_an_operator_restar
     assert!(seen.deleted.is_empty());
     let progressing = condition(&seen.status, "Progressing");
     assert_eq!(progressing["reason"], "RollBlocked");
-    assert!(progressing["message"].as_str().unwrap().contains("payments-0"));
-    assert!(seen.status["status"].get("restart").is_none_or(Value::is_null));
+    assert!(
+        progressing["message"]
+            .as_str()
+            .unwrap()
+            .contains("payments-0")
+    );
+    assert!(
+        seen.status["status"]
+            .get("restart")
+            .is_none_or(Value::is_null)
+    );
 
     // Safe again: broker 2 next, then the controller last.
     *admin2.unsafe_restart.lock() = None;
@@ -369,9 +430,18 @@ async fn ready_waits_for_full_replication() {
     let mut st = status(&[(0, 4), (1, 4), (2, 4)], &[0, 1, 2], 3);
     st.under_replicated_partitions = 2;
     *admin.status.lock() = Some(st);
-    let (seen, _) = reconcile(&ctx, &mut api, &world, test_cluster(json!({"replicas": 3}), true)).await;
+    let (seen, _) = reconcile(
+        &ctx,
+        &mut api,
+        &world,
+        test_cluster(json!({"replicas": 3}), true),
+    )
+    .await;
     let ready = condition(&seen.status, "Ready");
-    assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("UnderReplicated")));
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some("UnderReplicated"))
+    );
     api.done().await;
 }
 
@@ -385,20 +455,32 @@ async fn dynamic_settings_are_applied_without_a_restart() {
         claims: vec![],
     };
     *admin.status.lock() = Some(status(&[(0, 4), (1, 4), (2, 4)], &[0, 1, 2], 3));
-    let spec = json!({"replicas": 3, "config": {"log.retention.ms": "3600000", "num.io.threads": "8"}});
+    let spec =
+        json!({"replicas": 3, "config": {"log.retention.ms": "3600000", "num.io.threads": "8"}});
     let (seen, _) = reconcile(&ctx, &mut api, &world, test_cluster(spec, true)).await;
     assert!(seen.deleted.is_empty());
     assert_eq!(
-        admin.cluster_configs.lock().get("log.retention.ms").map(String::as_str),
+        admin
+            .cluster_configs
+            .lock()
+            .get("log.retention.ms")
+            .map(String::as_str),
         Some("3600000")
     );
     assert!(!admin.cluster_configs.lock().contains_key("num.io.threads"));
-    assert_eq!(seen.status["status"]["dynamicConfig"]["log.retention.ms"], "3600000");
+    assert_eq!(
+        seen.status["status"]["dynamicConfig"]["log.retention.ms"],
+        "3600000"
+    );
 
     // Removed from the spec: removed from the brokers.
     let c = with_status(test_cluster(json!({"replicas": 3}), true), &seen.status);
     let (seen, _) = reconcile(&ctx, &mut api, &world, c).await;
     assert!(admin.cluster_configs.lock().is_empty());
-    assert!(seen.status["status"].get("dynamicConfig").is_none_or(|d| d.is_null() || d == &json!({})));
+    assert!(
+        seen.status["status"]
+            .get("dynamicConfig")
+            .is_none_or(|d| d.is_null() || d == &json!({}))
+    );
     api.done().await;
 }
