@@ -467,11 +467,7 @@ fn simulated_operations_never_take_two_brokers_down() {
             // Brokers without a pod get fenced.
             let v = c.cluster.as_mut().unwrap();
             for (id, b) in v.brokers.iter_mut() {
-                if !c.pods.iter().any(|p| p.ordinal == *id && p.ready) {
-                    b.fenced = true;
-                } else {
-                    b.fenced = false;
-                }
+                b.fenced = !c.pods.iter().any(|p| p.ordinal == *id && p.ready);
             }
             // A random broker fails by itself sometimes (not the operator's doing).
             if rng.chance(3)
