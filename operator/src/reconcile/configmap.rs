@@ -200,16 +200,22 @@ tieredStorage:
             "log.dirs=/var/lib/sluice/data",
             "http.listener=0.0.0.0:9644",
             "internal.listener=0.0.0.0:9093",
-            "log.retention.ms=86400000",
             "default.replication.factor=3",
             "remote.log.storage.system.enable=true",
             "remote.log.storage.url=s3://bucket/prefix",
             "remote.log.storage.s3.endpoint=http://minio:9000",
             "remote.log.storage.s3.path.style.access=true",
-            "log.local.retention.ms=3600000",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
         }
+        // Dynamic settings go through the admin API, not the file: changing them
+        // restarts nothing.
+        for key in ["log.retention.ms", "log.local.retention.ms"] {
+            assert!(!text.contains(key), "{key} in\n{text}");
+        }
+        let dynamic = dynamic_properties(&c);
+        assert_eq!(dynamic["log.retention.ms"], "86400000");
+        assert_eq!(dynamic["log.local.retention.ms"], "3600000");
         assert!(!text.lines().any(|l| l.starts_with("node.id")));
         let cm = config_map(&c);
         assert_eq!(cm.metadata.name.as_deref(), Some("demo-config"));
@@ -247,11 +253,17 @@ tieredStorage:
         let text = render(&a);
         assert!(text.contains("some.path=C:\\\\dir"), "{text}");
         assert!(text.contains("x=\\ lead"), "{text}");
-        let b = cluster("config: {log.retention.ms: '1'}");
-        let c = cluster("config: {log.retention.ms: '2'}");
+        let b = cluster("config: {num.io.threads: '1'}");
+        let c = cluster("config: {num.io.threads: '2'}");
         assert_eq!(config_hash(&config_map(&b)), config_hash(&config_map(&b)));
         assert_ne!(config_hash(&config_map(&b)), config_hash(&config_map(&c)));
         assert_eq!(config_hash(&config_map(&b)).len(), 16);
+        // Neither a dynamic setting nor the voter list (read once, when the quorum
+        // forms) restarts brokers.
+        let d = cluster("config: {num.io.threads: '1', log.retention.ms: '5'}");
+        assert_eq!(config_hash(&config_map(&b)), config_hash(&config_map(&d)));
+        let three = cluster("{replicas: 3, config: {num.io.threads: '1'}}");
+        assert_eq!(config_hash(&config_map(&b)), config_hash(&config_map(&three)));
     }
 
     #[test]
