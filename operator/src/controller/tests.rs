@@ -343,7 +343,9 @@ impl BrokerAdmin for FakeAdmin {
                 })
                 .collect(),
         };
-        self.users.lock().insert(req.name, (req.password, d.clone()));
+        self.users
+            .lock()
+            .insert(req.name, (req.password, d.clone()));
         Ok(d)
     }
     async fn delete_user(&self, name: &str) -> Result<bool, AdminError> {

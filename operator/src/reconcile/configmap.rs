@@ -263,7 +263,10 @@ tieredStorage:
         let d = cluster("config: {num.io.threads: '1', log.retention.ms: '5'}");
         assert_eq!(config_hash(&config_map(&b)), config_hash(&config_map(&d)));
         let three = cluster("{replicas: 3, config: {num.io.threads: '1'}}");
-        assert_eq!(config_hash(&config_map(&b)), config_hash(&config_map(&three)));
+        assert_eq!(
+            config_hash(&config_map(&b)),
+            config_hash(&config_map(&three))
+        );
     }
 
     #[test]
