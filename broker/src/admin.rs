@@ -120,6 +120,20 @@ fn status(e: TopicError) -> Status {
     Status::new(code, format!("{}: {}", kafka_error_name(e.code), e.message))
 }
 
+/// The `set` half of a set-and-remove request; a key in both is a contradiction.
+fn set_unless_removed(
+    set: BTreeMap<String, String>,
+    remove: &[String],
+) -> Result<BTreeMap<String, String>, Status> {
+    if let Some(k) = remove.iter().find(|k| set.contains_key(*k)) {
+        return Err(status(TopicError::new(
+            ResponseError::InvalidRequest,
+            format!("Config {k} is both set and removed"),
+        )));
+    }
+    Ok(set)
+}
+
 fn describe(broker: &Broker, t: &TopicMetadata) -> TopicDescription {
     TopicDescription {
         name: t.name.clone(),
@@ -322,13 +336,7 @@ impl Admin for AdminService {
         req: Request<AlterTopicConfigRequest>,
     ) -> Result<Response<TopicDescription>, Status> {
         let r = req.into_inner();
-        if let Some(k) = r.remove.iter().find(|k| r.set.contains_key(*k)) {
-            return Err(status(TopicError::new(
-                ResponseError::InvalidRequest,
-                format!("Config {k} is both set and removed"),
-            )));
-        }
-        let set: BTreeMap<String, String> = r.set.into_iter().collect();
+        let set = set_unless_removed(r.set, &r.remove)?;
         configs::alter_topic_overrides(self.broker()?, &r.name, set, &r.remove, r.validate_only)
             .await
             .map_err(status)?;
@@ -442,50 +450,38 @@ impl Admin for AdminService {
             topics: md.topics.len() as i32,
             ..Default::default()
         };
+        // Per broker: (replicas assigned, including ones being added; partitions led).
+        let mut hosted: BTreeMap<i32, (i32, i32)> = BTreeMap::new();
         for t in md.topics.values() {
             for (i, p) in t.partitions.iter().enumerate() {
                 let r = || PartitionRef {
                     topic: t.name.clone(),
                     partition: i as i32,
                 };
+                let rf = p.target_replicas().len();
                 status.partitions += 1;
                 if p.leader < 0 {
                     status.offline.push(r());
+                } else {
+                    hosted.entry(p.leader).or_default().1 += 1;
                 }
-                if p.isr.len() < p.target_replicas().len() {
+                if p.isr.len() < rf {
                     status.under_replicated.push(r());
                 }
                 if p.is_reassigning() {
                     status.reassigning_partitions += 1;
                 }
-            }
-        }
-        if let Some(t) = md.topics.values().max_by_key(|t| {
-            t.partitions
-                .iter()
-                .map(|p| p.target_replicas().len())
-                .max()
-                .unwrap_or(0)
-        }) {
-            status.max_replication_factor = t
-                .partitions
-                .iter()
-                .map(|p| p.target_replicas().len() as i32)
-                .max()
-                .unwrap_or(0);
-            status.max_replication_factor_topic = t.name.clone();
-        }
-        let mut hosted: BTreeMap<i32, (i32, i32)> = BTreeMap::new();
-        for p in md.topics.values().flat_map(|t| t.partitions.iter()) {
-            for r in p
-                .replicas
-                .iter()
-                .chain(p.adding.iter().filter(|a| !p.replicas.contains(a)))
-            {
-                hosted.entry(*r).or_default().0 += 1;
-            }
-            if p.leader >= 0 {
-                hosted.entry(p.leader).or_default().1 += 1;
+                if rf as i32 >= status.max_replication_factor {
+                    status.max_replication_factor = rf as i32;
+                    status.max_replication_factor_topic = t.name.clone();
+                }
+                for b in p
+                    .replicas
+                    .iter()
+                    .chain(p.adding.iter().filter(|a| !p.replicas.contains(a)))
+                {
+                    hosted.entry(*b).or_default().0 += 1;
+                }
             }
         }
         status.under_replicated_partitions = status.under_replicated.len() as i32;
@@ -689,13 +685,7 @@ impl Admin for AdminService {
         req: Request<AlterClusterConfigsRequest>,
     ) -> Result<Response<ClusterConfigs>, Status> {
         let r = req.into_inner();
-        if let Some(k) = r.remove.iter().find(|k| r.set.contains_key(*k)) {
-            return Err(status(TopicError::new(
-                ResponseError::InvalidRequest,
-                format!("Config {k} is both set and removed"),
-            )));
-        }
-        let set: BTreeMap<String, String> = r.set.into_iter().collect();
+        let set = set_unless_removed(r.set, &r.remove)?;
         let configs =
             configs::alter_cluster_defaults(self.broker()?, set, &r.remove, r.validate_only)
                 .await
@@ -703,9 +693,7 @@ impl Admin for AdminService {
         if !r.validate_only {
             tracing::info!(configs = ?configs, "altered cluster-wide broker configs through the admin API");
         }
-        Ok(Response::new(ClusterConfigs {
-            configs: configs.into_iter().collect(),
-        }))
+        Ok(Response::new(ClusterConfigs { configs }))
     }
 
     async fn upsert_user(

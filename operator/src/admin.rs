@@ -147,6 +147,11 @@ impl GrpcAdmin {
     fn err(&self, s: tonic::Status) -> AdminError {
         AdminError::from_status(&self.endpoint, s)
     }
+
+    /// A call's answer, or the failure classified as unreachable or refused.
+    fn answer<T>(&self, r: Result<tonic::Response<T>, tonic::Status>) -> Result<T, AdminError> {
+        r.map(tonic::Response::into_inner).map_err(|s| self.err(s))
+    }
 }
 
 #[async_trait::async_trait]
@@ -161,24 +166,14 @@ impl BrokerAdmin for GrpcAdmin {
     }
 
     async fn create_topic(&self, req: CreateTopicRequest) -> Result<TopicDescription, AdminError> {
-        self.client
-            .clone()
-            .create_topic(req)
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|s| self.err(s))
+        self.answer(self.client.clone().create_topic(req).await)
     }
 
     async fn alter_topic_config(
         &self,
         req: AlterTopicConfigRequest,
     ) -> Result<TopicDescription, AdminError> {
-        self.client
-            .clone()
-            .alter_topic_config(req)
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|s| self.err(s))
+        self.answer(self.client.clone().alter_topic_config(req).await)
     }
 
     async fn add_partitions(&self, name: &str, count: i32) -> Result<TopicDescription, AdminError> {
@@ -187,12 +182,7 @@ impl BrokerAdmin for GrpcAdmin {
             partition_count: count,
             validate_only: false,
         };
-        self.client
-            .clone()
-            .add_partitions(req)
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|s| self.err(s))
+        self.answer(self.client.clone().add_partitions(req).await)
     }
 
     async fn delete_topic(&self, name: &str) -> Result<bool, AdminError> {
@@ -205,12 +195,12 @@ impl BrokerAdmin for GrpcAdmin {
     }
 
     async fn cluster_status(&self) -> Result<ClusterStatus, AdminError> {
-        self.client
-            .clone()
-            .get_cluster_status(GetClusterStatusRequest {})
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|s| self.err(s))
+        self.answer(
+            self.client
+                .clone()
+                .get_cluster_status(GetClusterStatusRequest {})
+                .await,
+        )
     }
 
     async fn rebalance(
@@ -223,12 +213,7 @@ impl BrokerAdmin for GrpcAdmin {
             exclude_brokers: exclude,
             throttle_bytes_per_second: throttle,
         };
-        self.client
-            .clone()
-            .rebalance(req)
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|s| self.err(s))
+        self.answer(self.client.clone().rebalance(req).await)
     }
 
     async fn drain_broker(
@@ -241,30 +226,26 @@ impl BrokerAdmin for GrpcAdmin {
             dry_run: false,
             throttle_bytes_per_second: throttle,
         };
-        self.client
-            .clone()
-            .drain_broker(req)
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|s| self.err(s))
+        self.answer(self.client.clone().drain_broker(req).await)
     }
 
     async fn rebalance_progress(&self) -> Result<RebalanceProgress, AdminError> {
-        self.client
-            .clone()
-            .get_rebalance_progress(GetRebalanceProgressRequest {})
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|s| self.err(s))
+        self.answer(
+            self.client
+                .clone()
+                .get_rebalance_progress(GetRebalanceProgressRequest {})
+                .await,
+        )
     }
 
     async fn set_quorum_voters(&self, voters: Vec<i32>) -> Result<(), AdminError> {
-        self.client
-            .clone()
-            .set_quorum_voters(SetQuorumVotersRequest { voters })
-            .await
-            .map(|_| ())
-            .map_err(|s| self.err(s))
+        self.answer(
+            self.client
+                .clone()
+                .set_quorum_voters(SetQuorumVotersRequest { voters })
+                .await,
+        )
+        .map(drop)
     }
 
     async fn unregister_broker(&self, broker: i32) -> Result<bool, AdminError> {
@@ -277,12 +258,12 @@ impl BrokerAdmin for GrpcAdmin {
     }
 
     async fn restart_safety(&self, broker: i32) -> Result<RestartSafety, AdminError> {
-        self.client
-            .clone()
-            .get_restart_safety(GetRestartSafetyRequest { broker_id: broker })
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|s| self.err(s))
+        self.answer(
+            self.client
+                .clone()
+                .get_restart_safety(GetRestartSafetyRequest { broker_id: broker })
+                .await,
+        )
     }
 
     async fn alter_cluster_configs(
@@ -291,25 +272,16 @@ impl BrokerAdmin for GrpcAdmin {
         remove: Vec<String>,
     ) -> Result<BTreeMap<String, String>, AdminError> {
         let req = AlterClusterConfigsRequest {
-            set: set.into_iter().collect(),
+            set,
             remove,
             validate_only: false,
         };
-        self.client
-            .clone()
-            .alter_cluster_configs(req)
-            .await
-            .map(|r| r.into_inner().configs.into_iter().collect())
-            .map_err(|s| self.err(s))
+        self.answer(self.client.clone().alter_cluster_configs(req).await)
+            .map(|r| r.configs)
     }
 
     async fn upsert_user(&self, req: UpsertUserRequest) -> Result<UserDescription, AdminError> {
-        self.client
-            .clone()
-            .upsert_user(req)
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|s| self.err(s))
+        self.answer(self.client.clone().upsert_user(req).await)
     }
 
     async fn delete_user(&self, name: &str) -> Result<bool, AdminError> {
@@ -322,12 +294,8 @@ impl BrokerAdmin for GrpcAdmin {
     }
 
     async fn list_users(&self) -> Result<Vec<UserDescription>, AdminError> {
-        self.client
-            .clone()
-            .list_users(ListUsersRequest {})
-            .await
-            .map(|r| r.into_inner().users)
-            .map_err(|s| self.err(s))
+        self.answer(self.client.clone().list_users(ListUsersRequest {}).await)
+            .map(|r| r.users)
     }
 
     async fn replace_principal_acls(
@@ -339,39 +307,23 @@ impl BrokerAdmin for GrpcAdmin {
             principal: principal.into(),
             acls,
         };
-        self.client
-            .clone()
-            .replace_principal_acls(req)
-            .await
-            .map(|r| r.into_inner().acls)
-            .map_err(|s| self.err(s))
+        self.answer(self.client.clone().replace_principal_acls(req).await)
+            .map(|r| r.acls)
     }
 
     async fn list_acls(&self, filter: AclFilter) -> Result<Vec<Acl>, AdminError> {
-        self.client
-            .clone()
-            .list_acls(filter)
-            .await
-            .map(|r| r.into_inner().acls)
-            .map_err(|s| self.err(s))
+        self.answer(self.client.clone().list_acls(filter).await)
+            .map(|r| r.acls)
     }
 
     async fn set_quotas(&self, req: SetQuotasRequest) -> Result<Vec<Quota>, AdminError> {
-        self.client
-            .clone()
-            .set_quotas(req)
-            .await
-            .map(|r| r.into_inner().quotas)
-            .map_err(|s| self.err(s))
+        self.answer(self.client.clone().set_quotas(req).await)
+            .map(|r| r.quotas)
     }
 
     async fn list_quotas(&self) -> Result<Vec<Quota>, AdminError> {
-        self.client
-            .clone()
-            .list_quotas(ListQuotasRequest {})
-            .await
-            .map(|r| r.into_inner().quotas)
-            .map_err(|s| self.err(s))
+        self.answer(self.client.clone().list_quotas(ListQuotasRequest {}).await)
+            .map(|r| r.quotas)
     }
 }
 

@@ -309,13 +309,9 @@ pub async fn alter_topic_overrides(
     remove: &[String],
     validate_only: bool,
 ) -> Result<(), TopicError> {
-    let _serialised = broker.config_changes.lock().await;
-    let mut configs = current_overrides(broker, TOPIC, name);
-    for k in remove {
-        configs.remove(k);
-    }
-    configs.extend(set);
-    commit(broker, TOPIC, name, configs, validate_only).await
+    alter_overrides(broker, TOPIC, name, set, remove, validate_only)
+        .await
+        .map(drop)
 }
 
 /// Sets and removes cluster-wide dynamic broker configs in one change (the admin API's
@@ -326,13 +322,25 @@ pub async fn alter_cluster_defaults(
     remove: &[String],
     validate_only: bool,
 ) -> Result<BTreeMap<String, String>, TopicError> {
+    alter_overrides(broker, BROKER, "", set, remove, validate_only).await
+}
+
+/// Read-modify-write of one resource's overrides, serialised with every other change.
+async fn alter_overrides(
+    broker: &Arc<Broker>,
+    resource_type: i8,
+    name: &str,
+    set: BTreeMap<String, String>,
+    remove: &[String],
+    validate_only: bool,
+) -> Result<BTreeMap<String, String>, TopicError> {
     let _serialised = broker.config_changes.lock().await;
-    let mut configs = current_overrides(broker, BROKER, "");
+    let mut configs = current_overrides(broker, resource_type, name);
     for k in remove {
         configs.remove(k);
     }
     configs.extend(set);
-    commit(broker, BROKER, "", configs.clone(), validate_only).await?;
+    commit(broker, resource_type, name, configs.clone(), validate_only).await?;
     Ok(configs)
 }
 

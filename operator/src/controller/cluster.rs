@@ -364,6 +364,7 @@ async fn apply(cluster: &Cluster, ctx: &Context, ns: &str) -> Result<Action> {
                 ),
             )
         });
+    let rebalancing_now = rebalancing.is_some();
     match rebalancing {
         Some((reason, msg)) => condition::set(
             &mut status.conditions,
@@ -465,7 +466,7 @@ async fn apply(cluster: &Cluster, ctx: &Context, ns: &str) -> Result<Action> {
     let busy = plan.step != day2::Step::Wait
         || plan.scaling.is_some()
         || rolling.is_some()
-        || rebalancing_active(&status);
+        || rebalancing_now;
     Ok(if busy {
         Action::requeue(Duration::from_secs(10))
     } else if is_ready && rolled_out {
@@ -473,13 +474,6 @@ async fn apply(cluster: &Cluster, ctx: &Context, ns: &str) -> Result<Action> {
     } else {
         Action::requeue(Duration::from_secs(15))
     })
-}
-
-fn rebalancing_active(status: &ClusterStatus) -> bool {
-    status
-        .rebalance
-        .as_ref()
-        .is_some_and(|r| r.finished_at.is_none())
 }
 
 /// What the controller reads before deciding.
@@ -503,6 +497,7 @@ async fn observe(ctx: &Context, ns: &str, cluster: &Cluster) -> Result<World> {
         .collect::<Vec<_>>()
         .join(",");
     let lp = ListParams::default().labels(&selector);
+    let pod_prefix = format!("{sts_name}-");
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), ns)
         .list(&lp)
         .await?
@@ -512,7 +507,7 @@ async fn observe(ctx: &Context, ns: &str, cluster: &Cluster) -> Result<World> {
             p.metadata
                 .name
                 .as_deref()
-                .is_some_and(|n| n.starts_with(&format!("{sts_name}-")))
+                .is_some_and(|n| n.starts_with(&pod_prefix))
         })
         .filter_map(day2::observe::pod)
         .collect();
@@ -590,14 +585,32 @@ async fn carry_out(
             )
             .await;
         }
-        day2::Step::Drain(ids) => {
+        day2::Step::Drain(_) | day2::Step::Rebalance => {
+            // A drain is a rebalance that empties the brokers being removed.
+            let draining = match &plan.step {
+                day2::Step::Drain(ids) => ids.clone(),
+                _ => Vec::new(),
+            };
             let p = admin
-                .rebalance(ids.clone(), ops.throttle_bytes_per_second)
+                .rebalance(draining.clone(), ops.throttle_bytes_per_second)
                 .await?;
+            let (reason, started, whither) = if draining.is_empty() {
+                (
+                    day2::scale::SCALE_UP,
+                    "RebalanceStarted",
+                    format!("onto the {} brokers", cluster.spec.replicas),
+                )
+            } else {
+                (
+                    day2::scale::SCALE_DOWN,
+                    "DrainStarted",
+                    format!("off brokers {draining:?} before removing them"),
+                )
+            };
             status.rebalance = Some(RebalanceStatus {
-                reason: day2::scale::SCALE_DOWN.into(),
+                reason: reason.into(),
                 brokers: cluster.spec.replicas,
-                draining: ids.clone(),
+                draining,
                 partitions_to_move: p.moves.len() as i32,
                 partitions_moved: 0,
                 bytes_to_move: p.bytes_to_move,
@@ -605,36 +618,11 @@ async fn carry_out(
                 finished_at: p.moves.is_empty().then(|| now.to_string()),
             });
             event(
-                "DrainStarted",
+                started,
                 format!(
-                    "moving {} partitions ({} bytes) off brokers {ids:?} before removing them",
+                    "moving {} partitions ({} bytes) {whither}",
                     p.moves.len(),
                     p.bytes_to_move
-                ),
-            )
-            .await;
-        }
-        day2::Step::Rebalance => {
-            let p = admin
-                .rebalance(Vec::new(), ops.throttle_bytes_per_second)
-                .await?;
-            status.rebalance = Some(RebalanceStatus {
-                reason: day2::scale::SCALE_UP.into(),
-                brokers: cluster.spec.replicas,
-                draining: Vec::new(),
-                partitions_to_move: p.moves.len() as i32,
-                partitions_moved: 0,
-                bytes_to_move: p.bytes_to_move,
-                started_at: now.to_string(),
-                finished_at: p.moves.is_empty().then(|| now.to_string()),
-            });
-            event(
-                "RebalanceStarted",
-                format!(
-                    "moving {} partitions ({} bytes) onto the {} brokers",
-                    p.moves.len(),
-                    p.bytes_to_move,
-                    cluster.spec.replicas
                 ),
             )
             .await;

@@ -23,8 +23,8 @@ pub(super) fn up(o: &Observed, p: &mut Plan) {
         ));
     }
     if let Err(why) = all_ready(o, o.target) {
-        if growing || o.status.rebalance.is_none() {
-            p.scaling = growing.then(|| ("ScalingUp", format!("waiting: {why}")));
+        if growing {
+            p.scaling = Some(("ScalingUp", format!("waiting: {why}")));
         }
         return;
     }
@@ -38,10 +38,10 @@ pub(super) fn up(o: &Observed, p: &mut Plan) {
         ));
         return;
     }
+    // desired_voters keeps every current voter below the target, so a longer list only
+    // adds voters.
     let voters = desired_voters(o, o.target);
-    let mut now = c.voters.clone();
-    now.sort_unstable();
-    if voters.len() > now.len() && voters.iter().all(|v| *v < o.target) {
+    if voters.len() > c.voters.len() {
         p.step = Step::SetVoters(voters);
         return;
     }
